@@ -1,0 +1,1 @@
+"""Cleargro data platform."""
