@@ -1,0 +1,28 @@
+# Every target sets up what it needs itself: uv (installed from PyPI if missing), .venv from
+# uv.lock, DuckDB's httpfs extension, the local demo master key, DAGSTER_HOME, the dbt manifest.
+.PHONY: setup demo test dev bench clean
+
+export UV_PYTHON_DOWNLOADS := never
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+
+setup:
+	@set -e; \
+	if command -v uv >/dev/null 2>&1; then UV=uv; \
+	else python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv; UV="python3 -m uv"; fi; \
+	$$UV sync --frozen --python python3.11; \
+	.venv/bin/cleargro init
+
+demo: setup
+	.venv/bin/cleargro demo --size $(or $(SIZE),small)
+
+test: setup
+	.venv/bin/python -m pytest
+
+dev: setup
+	.venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: setup
+	.venv/bin/python -m cleargro_pipeline.bench --size $(or $(SIZE),medium)
+
+clean:
+	rm -rf data/keys data/registry data/audit data/tenants data/work data/dagster_home dbt_project/target

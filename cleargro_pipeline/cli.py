@@ -1,0 +1,209 @@
+"""The `cleargro` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cleargro_pipeline import audit, tenants
+from cleargro_pipeline.settings import paths
+
+DEMO_TENANT = "demo"
+EXIT_ERROR = 2
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from cleargro_pipeline import ingest, keys, warehouse
+    from cleargro_pipeline.orchestration.runner import RunFailed
+
+    return (tenants.UnknownTenant, tenants.InvalidTenantName, keys.KeyUnavailable,
+            warehouse.WarehouseError, ingest.IngestError, RunFailed, audit.AuditChainBroken,
+            ValueError)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except _expected_errors() as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+@click.group()
+def cli() -> None:
+    """Cleargro: per-merchant encrypted warehouses fed by dlt, modelled by dbt, run by Dagster."""
+
+
+@cli.command()
+def init() -> None:
+    """Set up this machine (idempotent): local demo master key, DuckDB httpfs, Dagster home, dbt manifest."""
+    from cleargro_pipeline import bootstrap
+
+    for what, where in bootstrap.init().items():
+        click.echo(f"{what}: {where}")
+
+
+# --- tenants ---------------------------------------------------------------------------
+
+@cli.group(name="tenants")
+def tenants_group() -> None:
+    """The tenant registry (configuration only, never customer data)."""
+
+
+@tenants_group.command(name="add")
+@click.argument("name")
+@click.option("--demo", "demo_size", type=click.Choice(["small", "medium", "large"]),
+              help="Feed every source from the embedded demo shop of this size.")
+def tenants_add(name: str, demo_size: str | None) -> None:
+    """Register a tenant and create its keys."""
+    sources = _demo_sources(demo_size) if demo_size else {}
+    tenant = tenants.add(name, sources)
+    click.echo(f"added tenant '{tenant.name}' (sources: {', '.join(tenant.sources) or 'none; "
+               f"load data with `cleargro import`'})")
+
+
+@tenants_group.command(name="list")
+def tenants_list() -> None:
+    for tenant in tenants.all_tenants():
+        click.echo(f"{tenant.name}\t{','.join(sorted(tenant.sources)) or '-'}\t{tenant.created_at}")
+
+
+@tenants_group.command(name="show")
+@click.argument("name")
+def tenants_show(name: str) -> None:
+    tenant = tenants.get(name)
+    click.echo(json.dumps({**tenant.__dict__, "warehouse": str(paths().warehouse(name))}, indent=2))
+
+
+def _demo_sources(size: str) -> dict[str, dict]:
+    return {system: {"kind": "demo", "size": size, "seed": 7}
+            for system in tenants.SOURCE_NAMES}
+
+
+# --- audit -----------------------------------------------------------------------------
+
+@cli.group(name="audit")
+def audit_group() -> None:
+    """The hash-chained audit log."""
+
+
+@audit_group.command(name="verify")
+def audit_verify() -> None:
+    """Recompute the chain; names the first broken entry."""
+    result = audit.verify()
+    click.echo(f"audit log intact: {result.entries} entries, head {result.last_hash[:16]}")
+
+
+# --- pipeline --------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--tenant", required=True)
+def run(tenant: str) -> None:
+    """Materialize everything for one tenant through the Dagster instance."""
+    from cleargro_pipeline.orchestration.runner import materialize_tenant
+
+    tenants.get(tenant)
+    summary = materialize_tenant(tenant)
+    click.echo(f"run {summary.run_id} succeeded for tenant '{tenant}'")
+    for step, seconds in summary.step_seconds.items():
+        click.echo(f"  {step}: {seconds:.1f} s")
+
+
+@cli.command(name="import")
+@click.option("--tenant", required=True)
+@click.option("--from", "directory", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path))
+def import_(tenant: str, directory: Path) -> None:
+    """Load a directory of Shopify API bodies and GA4 / Google Ads CSV exports."""
+    from cleargro_pipeline import ingest
+
+    tenants.get(tenant)
+    reports = ingest.load(tenant, ingest.FileDropPlan(directory.resolve()))
+    if not reports:
+        raise click.ClickException(f"{directory} holds no file this import understands")
+    for report in reports:
+        for table, rows in report.rows.items():
+            click.echo(f"raw_{report.system}.{table}: {rows} rows")
+    click.echo(f"imported into tenant '{tenant}'; run `cleargro run --tenant {tenant}` to build "
+               "its marts")
+
+
+@cli.command()
+@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small",
+              show_default=True)
+def demo(size: str) -> None:
+    """Create the demo tenant if missing, generate its data and materialize everything."""
+    from cleargro_pipeline import bootstrap, queries
+    from cleargro_pipeline.orchestration.runner import materialize_tenant
+
+    bootstrap.init()
+    if not tenants.exists(DEMO_TENANT):
+        tenants.add(DEMO_TENANT, _demo_sources(size))
+    elif tenants.get(DEMO_TENANT).sources.get("shop", {}).get("size") != size:
+        raise click.ClickException(
+            f"tenant '{DEMO_TENANT}' exists with another demo size; remove data/ to start over")
+    started = time.monotonic()
+    summary = materialize_tenant(DEMO_TENANT)
+    elapsed = time.monotonic() - started
+    _print_summary(summary, queries.table_row_counts(DEMO_TENANT), elapsed)
+
+
+def _print_summary(summary, counts: dict[str, int], elapsed: float) -> None:  # type: ignore[no-untyped-def]
+    echo = click.echo
+    echo(f"\nDemo tenant '{summary.tenant}': run {summary.run_id} succeeded in {elapsed:.1f} s")
+    echo("\nTime per stage:")
+    for step, seconds in summary.step_seconds.items():
+        echo(f"  {step:<28} {seconds:8.1f} s")
+    echo("\nRows per table:")
+    for table, rows in counts.items():
+        echo(f"  {table:<48} {rows:>12,}")
+    echo(f"\nWarehouse (AES-256-GCM encrypted): {paths().warehouse(summary.tenant)}")
+    echo(f"Dagster home (runs, event log):    {paths().dagster_home}")
+    echo("\nOpen the Dagster UI:  make dev   (http://127.0.0.1:3000)")
+    echo(f"Query as an analyst:  .venv/bin/cleargro sql --tenant {summary.tenant} "
+         "\"select * from marts.fct_daily_sales order by date_day desc limit 7\"")
+
+
+@cli.command()
+@click.option("--tenant", required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@click.argument("sql")
+def sql(tenant: str, fmt: str, sql: str) -> None:
+    """Run one read-only query against a tenant's warehouse (audited)."""
+    import polars as pl
+
+    from cleargro_pipeline import queries
+
+    frame = queries.analyst_query(tenant, sql)
+    if fmt == "csv":
+        click.echo(frame.write_csv(), nl=False)
+    elif fmt == "json":
+        click.echo(json.dumps(frame.to_dicts(), default=str, indent=2))
+    else:
+        with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=60):
+            click.echo(frame)
+
+
+@cli.command(name="verify-at-rest")
+@click.option("--canary", "canaries", multiple=True, help="A value that must not be found.")
+def verify_at_rest(canaries: tuple[str, ...]) -> None:
+    """Scan data/, DAGSTER_HOME, working and temp folders for plaintext customer values."""
+    from cleargro_pipeline import verify_at_rest as scanner
+
+    roots = scanner.default_roots(paths().data, extra=[paths().dagster_home, paths().work])
+    findings = scanner.scan(roots, canaries)
+    for finding in findings:
+        click.echo(f"{finding.kind}: {finding.path} ({finding.detail})")
+    click.echo(f"verify-at-rest: {len(findings)} finding(s) in {', '.join(map(str, roots))}")
+    if findings:
+        sys.exit(1)

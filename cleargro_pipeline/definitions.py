@@ -1,0 +1,15 @@
+"""Dagster code location (loaded by workspace.yaml)."""
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
+from cleargro_pipeline.orchestration.jobs import daily_tenant_refresh, tenant_refresh
+from cleargro_pipeline.orchestration.transformation import dbt_models, dbt_project
+
+defs = dg.Definitions(
+    assets=[*RAW_ASSETS, dbt_models],
+    jobs=[tenant_refresh],
+    schedules=[daily_tenant_refresh],
+    resources={"dbt": DbtCliResource(project_dir=dbt_project)},
+)

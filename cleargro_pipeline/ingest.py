@@ -1,0 +1,273 @@
+"""Loading raw data into a tenant's warehouse with dlt, in a supervised child process.
+
+dlt stages every load as plaintext files in its working folder. The load runs
+in a child process; the parent removes that folder whatever happens to the
+child (success, an exception, or SIGKILL from the OOM killer or an operator),
+and the child clears leftovers of earlier runs once it holds the tenant's
+writer lock. The child holds the lock for its whole life, so the kernel
+releases it the moment the child dies.
+
+Errors crossing back to the parent carry the error class and our own
+messages only: third-party messages can quote a failing value, and Dagster
+would persist them in its event log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from cleargro_pipeline.settings import paths
+
+SYSTEMS = ("shop", "ga4", "google_ads")
+
+
+class IngestError(Exception):
+    """A load failed; nothing of it was committed for the tables that failed, no files remain."""
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """The embedded demo shop: deterministic, generated inside the loader."""
+    size: str = "small"
+    seed: int = 7
+    end_date: date = date(2026, 11, 27)
+    incidents: bool = True
+
+
+@dataclass(frozen=True)
+class FileDropPlan:
+    """A directory of API response bodies and CSV exports (`cleargro import`)."""
+    directory: Path
+
+
+@dataclass
+class LoadReport:
+    tenant: str
+    system: str
+    rows: dict[str, int] = field(default_factory=dict)
+    load_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# Our own exception types whose messages are written to be safe to show.
+_SAFE_MESSAGES = ("WarehouseError", "KeyUnavailable", "DropFileError", "UnknownTenant",
+                  "IngestError", "ValueError")
+
+
+def _dlt_work_root(tenant: str) -> Path:
+    return paths().tenant_work(tenant) / "dlt"
+
+
+def load(tenant: str, plan: DemoPlan | FileDropPlan,
+         systems: tuple[str, ...] = SYSTEMS) -> list[LoadReport]:
+    """Load `systems` of `plan` into the tenant's warehouse; returns what was loaded."""
+    work_dir = _dlt_work_root(tenant) / uuid.uuid4().hex
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, name=f"cleargro-load-{tenant}",
+                        args=(tenant, plan, systems, str(work_dir), sender))
+    child.start()
+    sender.close()
+    try:
+        outcome = _await(child, receiver)
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return _unpack(tenant, child.exitcode, outcome)
+
+
+def _await(child: Any, receiver: Any) -> tuple[str, Any] | None:
+    outcome = None
+    while child.is_alive() or receiver.poll():
+        if receiver.poll(0.2):
+            try:
+                outcome = receiver.recv()
+            except EOFError:
+                break
+    child.join()
+    return outcome
+
+
+def _unpack(tenant: str, exitcode: int | None, outcome: tuple[str, Any] | None) -> list[LoadReport]:
+    if outcome and outcome[0] == "ok":
+        return outcome[1]
+    if outcome and outcome[0] == "error":
+        raise IngestError(f"tenant '{tenant}': load failed: {outcome[1]}")
+    cause = (f"killed by signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0
+             else f"exited with status {exitcode}")
+    raise IngestError(f"tenant '{tenant}': loader process {cause} mid-load; completed tables "
+                      "stay loaded, the rest reloads on the next run, and its working files "
+                      "were removed")
+
+
+def _die_with_parent() -> None:
+    # Linux: if the supervising process dies, the loader dies too (and frees the lock).
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _child_main(tenant: str, plan: Any, systems: tuple[str, ...], work_dir: str,
+                sender: Any) -> None:
+    _die_with_parent()
+    try:
+        reports = _load_in_child(tenant, plan, systems, Path(work_dir))
+        sender.send(("ok", reports))
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the parent, sanitised
+        sender.send(("error", _safe_message(error)))
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        sender.close()
+
+
+def _safe_message(error: BaseException) -> str:
+    name = type(error).__name__
+    if name in _SAFE_MESSAGES:
+        return f"{name}: {error}"
+    step = getattr(error, "step", None)
+    where = f" in dlt step '{step}'" if step else ""
+    return (f"{name}{where} (details withheld: they may quote customer values; rerun with "
+            "CLEARGRO_DEBUG_LOAD=1 on a secured machine to see them)"
+            if not os.environ.get("CLEARGRO_DEBUG_LOAD") else f"{name}{where}: {error}")
+
+
+def _configure_dlt(work_dir: Path) -> None:
+    """dlt settings for the child: nothing left behind, nothing sent anywhere."""
+    os.environ.update({
+        "DLT_DATA_DIR": str(work_dir / "home"),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "RUNTIME__LOG_LEVEL": "WARNING",
+        "LOAD__DELETE_COMPLETED_JOBS": "true",
+        "LOAD__TRUNCATE_STAGING_DATASET": "true",
+        "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",
+        "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID": "false",
+    })
+
+
+def _load_in_child(tenant: str, plan: Any, systems: tuple[str, ...],
+                   work_dir: Path) -> list[LoadReport]:
+    _configure_dlt(work_dir)
+    import dlt
+
+    from cleargro_pipeline import keys, warehouse
+    from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
+    from cleargro_pipeline.sources.raw import contract_source
+    from cleargro_pipeline.sources.warehouse_destination import warehouse_destination
+
+    providers = _providers(plan, systems)  # validates a file drop before anything is loaded
+    pseudonymise = hmac_pseudonymiser(keys.unwrap_tenant_key(tenant, "pseudonym", "ingest"),
+                                      namespace=tenant)
+    reports = []
+    with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
+        _clear_stale_work(tenant, keep=work_dir)
+        for system, (provide, incremental) in providers.items():
+            started = time.monotonic()
+            pipeline = dlt.pipeline(
+                pipeline_name=f"cleargro_{system}", pipelines_dir=str(work_dir / "pipelines"),
+                destination=warehouse_destination(conn), dataset_name=f"raw_{system}",
+                progress=None)
+            source = contract_source(system, provide, pseudonymise, incremental=incremental)
+            source = _with_injected_fault(source, system)
+            info = pipeline.run(source, loader_file_format="parquet")
+            counts = pipeline.last_trace.last_normalize_info.row_counts
+            reports.append(LoadReport(
+                tenant, system,
+                rows={t: n for t, n in sorted(counts.items()) if not t.startswith("_dlt")},
+                load_ids=list(info.loads_ids), seconds=round(time.monotonic() - started, 3)))
+    return reports
+
+
+def _clear_stale_work(tenant: str, keep: Path) -> None:
+    """Holding the writer lock, no other loader of this tenant runs: any other folder is stale."""
+    root = _dlt_work_root(tenant)
+    for leftover in root.glob("*") if root.exists() else []:
+        if leftover != keep:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _providers(plan: Any, systems: tuple[str, ...]) -> dict[str, tuple[Any, bool]]:
+    from cleargro_pipeline.sources.raw import provider_from_mapping
+
+    if isinstance(plan, DemoPlan):
+        from cleargro_pipeline.demo.generator import DemoShop
+
+        shop = DemoShop(size=plan.size, seed=plan.seed, end_date=plan.end_date,
+                        incidents=plan.incidents)
+        provide = lambda raw: shop.iter_table(raw.dataset, raw.name)  # noqa: E731
+        return {system: (provide, True) for system in systems}
+    if isinstance(plan, FileDropPlan):
+        from cleargro_pipeline.sources.file_drop import read_drop
+
+        contents = read_drop(plan.directory)
+        present = {dataset.removeprefix("raw_") for dataset, _ in contents.tables}
+        provide = provider_from_mapping(contents.tables)
+        return {system: (provide, False) for system in systems if system in present}
+    raise TypeError(f"unknown load plan {type(plan).__name__}")
+
+
+FAULT_ENV = "CLEARGRO_TEST_FAULT"  # "fail:<system>" or "stall:<system>", set only by tests
+
+
+def _with_injected_fault(source: Any, system: str) -> Any:
+    """Fault injection for the crash tests: fail or stall at the second chunk of `system`,
+    when extracted rows already sit in dlt's working folder."""
+    action, _, target = os.environ.get(FAULT_ENV, "").partition(":")
+    if target != system:
+        return source
+
+    seen = []
+
+    def after_first_chunk(table: Any) -> Any:
+        seen.append(table.num_rows)
+        if len(seen) < 2:  # the first chunk is written to disk while the second is extracted
+            return table
+        if action == "fail":
+            raise IngestError(f"injected failure while loading {system} (test fault)")
+        if action == "stall":
+            Path(os.environ["CLEARGRO_TEST_STALL_MARKER"]).write_text(str(os.getpid()))
+            time.sleep(3600)
+        return table
+
+    for resource in source.resources.values():
+        resource.add_map(after_first_chunk)
+    return source
+
+
+def ensure_raw_tables(tenant: str) -> list[str]:
+    """Create, empty, every contract table no load has created yet, so that models build for a
+    tenant fed by only some systems (a file drop of shop data alone, say). Returns those created."""
+    import pyarrow as pa
+
+    from cleargro_pipeline import warehouse
+    from cleargro_pipeline.sources import contract
+    from cleargro_pipeline.sources.raw import column_name
+
+    created = []
+    with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
+        existing = {(s, t) for s, t in conn.execute(
+            "select schema_name, table_name from duckdb_tables() where database_name = ?",
+            [warehouse.ALIAS]).fetchall()}
+        for raw in contract.TABLES:
+            if (raw.dataset, raw.name) in existing:
+                continue
+            empty = pa.table({column_name(f.name): pa.array([], f.type) for f in raw.schema})
+            conn.register("empty_raw", empty)
+            conn.execute(f'create schema if not exists "{raw.dataset}"')
+            conn.execute(f'create table "{raw.dataset}"."{raw.name}" as select *, '
+                         "null::varchar as _dlt_load_id, null::varchar as _dlt_id from empty_raw")
+            conn.unregister("empty_raw")
+            created.append(f"{raw.dataset}.{raw.name}")
+    return created

@@ -1,0 +1,41 @@
+"""The per-tenant refresh job and its daily schedule."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import dagster as dg
+
+from cleargro_pipeline import ingest, tenants
+from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
+from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions, tenant_partitions
+from cleargro_pipeline.orchestration.transformation import dbt_models
+
+TENANT_TAG = "cleargro/tenant"
+
+tenant_refresh = dg.define_asset_job(
+    "tenant_refresh", selection=dg.AssetSelection.all(), partitions_def=tenant_partitions,
+    description="Load every configured source of one tenant, then build its dbt models.")
+
+
+def tenant_selection(tenant: str) -> list[dg.AssetKey]:
+    """Raw tables of the systems the tenant syncs, plus every model."""
+    configured = set(tenants.get(tenant).sources)
+    keys = [key for system, assets in zip(ingest.SYSTEMS, RAW_ASSETS) if system in configured
+            for key in assets.keys]
+    return keys + list(dbt_models.keys)
+
+
+def tenant_run_tags(tenant: str) -> dict[str, str]:
+    # dagster.yaml limits queued runs to one per value of this tag: a tenant's runs queue,
+    # different tenants run side by side.
+    return {TENANT_TAG: tenant}
+
+
+@dg.schedule(job=tenant_refresh, cron_schedule="0 4 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def daily_tenant_refresh(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    for tenant in sync_tenant_partitions(context.instance):
+        yield dg.RunRequest(run_key=f"{tenant}:{day}", partition_key=tenant,
+                            asset_selection=tenant_selection(tenant), tags=tenant_run_tags(tenant))

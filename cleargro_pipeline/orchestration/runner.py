@@ -1,0 +1,54 @@
+"""Materialize a tenant through the Dagster instance (what `cleargro run` and `demo` call).
+
+Runs execute in this process but are recorded in DAGSTER_HOME's instance,
+so they appear in the Dagster UI with their events, like scheduled runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from cleargro_pipeline import bootstrap
+from cleargro_pipeline.orchestration.jobs import tenant_run_tags, tenant_selection
+from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
+
+
+class RunFailed(Exception):
+    pass
+
+
+@dataclass
+class RunSummary:
+    tenant: str
+    run_id: str
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def materialize_tenant(tenant: str) -> RunSummary:
+    from cleargro_pipeline.definitions import defs
+
+    bootstrap.dagster_home()
+    instance = dg.DagsterInstance.get()
+    sync_tenant_partitions(instance)
+    job = defs.resolve_job_def("tenant_refresh")
+    result = job.execute_in_process(
+        instance=instance, partition_key=tenant, asset_selection=tenant_selection(tenant),
+        tags=tenant_run_tags(tenant), raise_on_error=False)
+    if not result.success:
+        raise RunFailed(f"tenant '{tenant}': run {result.run_id} failed at "
+                        f"{_failed_steps(result)}; see `cleargro` output above or the run in the "
+                        "Dagster UI (`make dev`)")
+    return RunSummary(tenant, result.run_id, _step_seconds(instance, result.run_id))
+
+
+def _failed_steps(result: dg.ExecuteInProcessResult) -> str:
+    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return ", ".join(failed) or "run start"
+
+
+def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    return {stats.step_key: round(stats.end_time - stats.start_time, 2)
+            for stats in instance.get_run_step_stats(run_id)
+            if stats.end_time and stats.start_time}

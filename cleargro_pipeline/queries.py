@@ -1,0 +1,31 @@
+"""Read-only questions asked of a tenant warehouse (summaries, analyst SQL)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+from cleargro_pipeline import audit, warehouse
+
+LAYERS = ("raw_shop", "raw_ga4", "raw_google_ads", "staging", "marts")
+
+
+def table_row_counts(tenant: str) -> dict[str, int]:
+    """Rows per table in the raw and mart layers (views in staging are not counted)."""
+    with warehouse.open_warehouse(tenant, purpose="summary", read_only=True) as conn:
+        tables = conn.execute(
+            "select schema_name, table_name from duckdb_tables() where database_name = ? "
+            "and not starts_with(table_name, '_dlt') and not ends_with(schema_name, '_staging') "
+            "order by 1, 2", [warehouse.ALIAS]).fetchall()
+        return {f"{s}.{t}": conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]
+                for s, t in tables}
+
+
+def analyst_query(tenant: str, sql: str) -> pl.DataFrame:
+    """Run one read-only query; the audit log records who, when and a hash of the text
+    (the text itself may quote customer values)."""
+    digest = hashlib.sha256(sql.encode()).hexdigest()
+    audit.append("sql_query", tenant=tenant, purpose="query", sql_sha256=digest)
+    with warehouse.open_warehouse(tenant, purpose="query", read_only=True) as conn:
+        return conn.sql(sql).pl()

@@ -1,0 +1,93 @@
+"""The tenant registry: configuration only, never customer data.
+
+One folder per tenant under data/registry/<tenant>/ holds `tenant.json`
+(which sources feed it and how) and `keys.json` (its wrapped keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cleargro_pipeline import audit, keys
+from cleargro_pipeline.settings import TENANT_NAME, paths
+
+SOURCE_NAMES = ("shop", "ga4", "google_ads")
+
+
+class UnknownTenant(Exception):
+    pass
+
+
+class InvalidTenantName(ValueError):
+    pass
+
+
+@dataclass
+class Tenant:
+    name: str
+    created_at: str
+    # source name -> configuration, e.g. {"kind": "demo", "size": "small", "seed": 7}.
+    # A source absent here is not synced; data may still arrive by file drop.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    currency: str = "USD"
+
+
+def validate_name(name: str) -> str:
+    if not TENANT_NAME.match(name or ""):
+        raise InvalidTenantName(
+            f"invalid tenant name {name!r}: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit")
+    return name
+
+
+def _config_file(name: str) -> Path:
+    return paths().registry / name / "tenant.json"
+
+
+def _write(tenant: Tenant) -> None:
+    target = _config_file(tenant.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(tenant), indent=2, sort_keys=True))
+    os.replace(tmp, target)
+
+
+def add(name: str, sources: dict[str, dict[str, Any]] | None = None) -> Tenant:
+    validate_name(name)
+    if _config_file(name).exists():
+        raise ValueError(f"tenant '{name}' already exists")
+    for source in sources or {}:
+        if source not in SOURCE_NAMES:
+            raise ValueError(f"unknown source {source!r}; sources are {', '.join(SOURCE_NAMES)}")
+    tenant = Tenant(name=name, created_at=datetime.now(timezone.utc).isoformat(),
+                    sources=dict(sources or {}))
+    keys.create_tenant_keys(name)
+    _write(tenant)
+    audit.append("tenant_added", tenant=name, sources=sorted(tenant.sources))
+    return tenant
+
+
+def get(name: str) -> Tenant:
+    validate_name(name)
+    config = _config_file(name)
+    if not config.exists():
+        known = ", ".join(t.name for t in all_tenants()) or "none"
+        raise UnknownTenant(f"unknown tenant '{name}' (known tenants: {known}); "
+                            f"add it with `cleargro tenants add {name}`")
+    return Tenant(**json.loads(config.read_text()))
+
+
+def exists(name: str) -> bool:
+    return TENANT_NAME.match(name or "") is not None and _config_file(name).exists()
+
+
+def all_tenants() -> list[Tenant]:
+    registry = paths().registry
+    if not registry.exists():
+        return []
+    return [Tenant(**json.loads(p.read_text())) for p in sorted(registry.glob("*/tenant.json"))]

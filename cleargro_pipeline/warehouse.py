@@ -1,0 +1,196 @@
+"""Opening a tenant's encrypted warehouse: the one module that attaches files and handles data keys.
+
+`open_warehouse` gives pipeline steps a read-write connection and readers a
+read-only one to `data/tenants/<tenant>/warehouse.duckdb`, attached as `wh`
+with AES-256-GCM (`ENCRYPTION_KEY`), spill files encrypted inside the
+tenant's folder, and no extension ever fetched from the network. Access to a
+tenant's file is serialised with a file lock (exclusive for writers, shared
+for readers) because DuckDB allows one writing process per file: steps of
+one tenant queue, whatever the Dagster executor, while tenants run in
+parallel. `dbt_session` hands the same key to a dbt subprocess through its
+environment (never argv) while holding the writer's lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from cleargro_pipeline import keys, tenants
+from cleargro_pipeline.settings import paths
+
+ALIAS = "wh"
+HEADER_BYTES = 3 * 4096  # main header + two database headers precede the first block
+BLOCK_BYTES = 262144  # DuckDB's default block size; files grow in whole blocks
+ENCRYPTED_FLAG_OFFSET = 20
+LOCK_TIMEOUT_S = float(os.environ.get("CLEARGRO_LOCK_TIMEOUT_S", "1800"))
+DBT_KEY_ENV = "CLEARGRO_WAREHOUSE_KEY"
+DBT_PATH_ENV = "CLEARGRO_WAREHOUSE_PATH"
+DBT_TEMP_ENV = "CLEARGRO_WAREHOUSE_TEMP_DIR"
+
+
+class WarehouseError(Exception):
+    """A warehouse cannot be opened; the message names the tenant and the cause."""
+
+
+def httpfs_extension_file() -> Path:
+    import duckdb_extension_httpfs
+
+    version = duckdb.__version__
+    found = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{version}"
+    return found / "httpfs.duckdb_extension"
+
+
+def ensure_httpfs() -> Path:
+    """Install the pinned httpfs binary into DuckDB's local extension directory (offline)."""
+    source = httpfs_extension_file()
+    if not source.exists():
+        raise WarehouseError(f"httpfs for DuckDB {duckdb.__version__} is not installed "
+                             f"({source} missing): pin duckdb-extension-httpfs=={duckdb.__version__}")
+    conn = duckdb.connect(":memory:", config=_base_config())
+    try:
+        installed = conn.execute(
+            "select installed from duckdb_extensions() where extension_name = 'httpfs'").fetchone()
+        if not (installed and installed[0]):
+            conn.execute(f"INSTALL '{source}'")
+        return source
+    finally:
+        conn.close()
+
+
+def _base_config() -> dict[str, str | bool]:
+    return {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+@contextmanager
+def _tenant_lock(tenant: str, *, shared: bool, timeout: float) -> Iterator[None]:
+    lock_path = paths().tenant_dir(tenant) / "warehouse.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    with open(lock_path, "a") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WarehouseError(f"tenant '{tenant}': warehouse is busy (another process "
+                                         f"held it for more than {timeout:.0f} s)") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def check_file(tenant: str, path: Path) -> None:
+    """Refuse a file that is not a whole, encrypted DuckDB database before DuckDB touches it."""
+    size = path.stat().st_size
+    if size < HEADER_BYTES or (size - HEADER_BYTES) % BLOCK_BYTES:
+        raise WarehouseError(f"tenant '{tenant}': warehouse file {path} is truncated "
+                             f"({size} bytes is not a DuckDB header plus whole blocks)")
+    with open(path, "rb") as f:
+        header = f.read(ENCRYPTED_FLAG_OFFSET + 1)
+    if header[8:12] != b"DUCK":
+        raise WarehouseError(f"tenant '{tenant}': {path} is corrupted (no DuckDB header)")
+    if header[ENCRYPTED_FLAG_OFFSET] != 1:
+        raise WarehouseError(f"tenant '{tenant}': {path} is not encrypted; refusing to use a "
+                             "plaintext warehouse")
+
+
+def _scrub(message: str, secret: str) -> str:
+    return message.replace(secret, "<redacted>")
+
+
+def _describe(tenant: str, path: Path, error: Exception, secret: str) -> str:
+    text = _scrub(str(error), secret)
+    if "Wrong encryption key" in text:
+        cause = "wrong data key for this file (the file is intact; the key does not match it)"
+    elif "without a key" in text:
+        cause = "the file is encrypted but no key was given"
+    else:
+        cause = f"corrupted or truncated file ({type(error).__name__}: {text.splitlines()[0]})"
+    return f"tenant '{tenant}': cannot open warehouse {path}: {cause}"
+
+
+def _connect(tenant: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    tmp = paths().tenant_tmp(tenant)
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = {**_base_config(), "temp_directory": str(tmp),
+              "memory_limit": os.environ.get("CLEARGRO_DUCKDB_MEMORY_LIMIT", "2GB")}
+    conn = duckdb.connect(":memory:", config=config)
+    if not read_only:
+        # Writing an encrypted file needs the OpenSSL crypto module that ships in httpfs.
+        conn.execute("LOAD httpfs")
+    return conn
+
+
+def _attach(conn: duckdb.DuckDBPyConnection, tenant: str, path: Path, key: bytes,
+            read_only: bool) -> None:
+    secret = key.hex()
+    options = f"ENCRYPTION_KEY '{secret}'" + (", READ_ONLY" if read_only else "")
+    try:
+        conn.execute(f"ATTACH '{path}' AS {ALIAS} ({options})")
+    except duckdb.Error as error:
+        raise WarehouseError(_describe(tenant, path, error, secret)) from None
+    conn.execute(f"USE {ALIAS}")
+    conn.execute("SET temp_file_encryption = true")
+    if read_only:
+        # Readers (analysts) may not write query results to files in plaintext, nor
+        # attach other databases: no external access, and no way to switch it back on.
+        conn.execute("SET enable_external_access = false")
+        conn.execute("SET lock_configuration = true")
+
+
+@contextmanager
+def open_warehouse(tenant: str, *, purpose: str, read_only: bool = False,
+                   lock_timeout: float = LOCK_TIMEOUT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Yield a connection whose default catalog is the tenant's warehouse (`wh`)."""
+    tenants.get(tenant)
+    path = paths().warehouse(tenant)
+    if read_only and not path.exists():
+        raise WarehouseError(f"tenant '{tenant}' has no warehouse yet ({path}); "
+                             f"run `cleargro run --tenant {tenant}` or `cleargro import` first")
+    with _tenant_lock(tenant, shared=read_only, timeout=lock_timeout):
+        if path.exists():
+            check_file(tenant, path)
+        key = _unwrap_data_key(tenant, purpose)
+        conn = _connect(tenant, read_only=read_only)
+        try:
+            _attach(conn, tenant, path, key, read_only)
+            yield conn
+            if not read_only:
+                conn.execute(f"CHECKPOINT {ALIAS}")
+        finally:
+            conn.close()
+
+
+def _unwrap_data_key(tenant: str, purpose: str) -> bytes:
+    try:
+        return keys.unwrap_tenant_key(tenant, "data", purpose)
+    except keys.KeyUnavailable as error:
+        raise WarehouseError(f"tenant '{tenant}': cannot open warehouse: {error}") from None
+
+
+@contextmanager
+def dbt_session(tenant: str, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Iterator[dict[str, str]]:
+    """Hold the writer's turn and yield the environment a dbt subprocess needs (key included).
+
+    The key travels only in the child's environment: dbt's profile reads it with env_var().
+    """
+    tenants.get(tenant)
+    path = paths().warehouse(tenant)
+    with _tenant_lock(tenant, shared=False, timeout=lock_timeout):
+        if path.exists():
+            check_file(tenant, path)
+        key = _unwrap_data_key(tenant, "transform")
+        tmp = paths().tenant_tmp(tenant)
+        tmp.mkdir(parents=True, exist_ok=True)
+        yield {DBT_PATH_ENV: str(path), DBT_KEY_ENV: key.hex(), DBT_TEMP_ENV: str(tmp)}
