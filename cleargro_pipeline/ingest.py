@@ -144,7 +144,7 @@ def _safe_message(error: BaseException) -> str:
             if not os.environ.get("CLEARGRO_DEBUG_LOAD") else f"{name}{where}: {error}")
 
 
-def _configure_dlt(work_dir: Path) -> None:
+def configure_dlt(work_dir: Path) -> None:
     """dlt settings for the child: nothing left behind, nothing sent anywhere."""
     os.environ.update({
         "DLT_DATA_DIR": str(work_dir / "home"),
@@ -159,35 +159,44 @@ def _configure_dlt(work_dir: Path) -> None:
 
 def _load_in_child(tenant: str, plan: Any, systems: tuple[str, ...],
                    work_dir: Path) -> list[LoadReport]:
-    _configure_dlt(work_dir)
+    configure_dlt(work_dir)
+    from cleargro_pipeline import warehouse
+
+    providers = _providers(plan, systems)  # validates a file drop before anything is loaded
+    pseudonymise = tenant_pseudonymiser(tenant)
+    with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
+        _clear_stale_work(tenant, keep=work_dir)
+        return [load_system(conn, system, provide, pseudonymise, incremental=incremental,
+                            work_dir=work_dir, tenant=tenant)
+                for system, (provide, incremental) in providers.items()]
+
+
+def tenant_pseudonymiser(tenant: str) -> Any:
+    from cleargro_pipeline import keys
+    from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
+
+    return hmac_pseudonymiser(keys.unwrap_tenant_key(tenant, "pseudonym", "ingest"),
+                              namespace=tenant)
+
+
+def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incremental: bool,
+                work_dir: Path, tenant: str) -> LoadReport:
+    """Run one system's dlt source into the open warehouse connection."""
     import dlt
 
-    from cleargro_pipeline import keys, warehouse
-    from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
     from cleargro_pipeline.sources.raw import contract_source
     from cleargro_pipeline.sources.warehouse_destination import warehouse_destination
 
-    providers = _providers(plan, systems)  # validates a file drop before anything is loaded
-    pseudonymise = hmac_pseudonymiser(keys.unwrap_tenant_key(tenant, "pseudonym", "ingest"),
-                                      namespace=tenant)
-    reports = []
-    with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
-        _clear_stale_work(tenant, keep=work_dir)
-        for system, (provide, incremental) in providers.items():
-            started = time.monotonic()
-            pipeline = dlt.pipeline(
-                pipeline_name=f"cleargro_{system}", pipelines_dir=str(work_dir / "pipelines"),
-                destination=warehouse_destination(conn), dataset_name=f"raw_{system}",
-                progress=None)
-            source = contract_source(system, provide, pseudonymise, incremental=incremental)
-            source = _with_injected_fault(source, system)
-            info = pipeline.run(source, loader_file_format="parquet")
-            counts = pipeline.last_trace.last_normalize_info.row_counts
-            reports.append(LoadReport(
-                tenant, system,
-                rows={t: n for t, n in sorted(counts.items()) if not t.startswith("_dlt")},
-                load_ids=list(info.loads_ids), seconds=round(time.monotonic() - started, 3)))
-    return reports
+    started = time.monotonic()
+    pipeline = dlt.pipeline(
+        pipeline_name=f"cleargro_{system}", pipelines_dir=str(work_dir / "pipelines"),
+        destination=warehouse_destination(conn), dataset_name=f"raw_{system}", progress=None)
+    source = contract_source(system, provide, pseudonymise, incremental=incremental)
+    info = pipeline.run(_with_injected_fault(source, system), loader_file_format="parquet")
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    return LoadReport(tenant, system,
+                      rows={t: n for t, n in sorted(counts.items()) if not t.startswith("_dlt")},
+                      load_ids=list(info.loads_ids), seconds=round(time.monotonic() - started, 3))
 
 
 def _clear_stale_work(tenant: str, keep: Path) -> None:

@@ -42,7 +42,9 @@ import pyarrow.parquet as pq
 import zstandard
 
 CHUNK = 8 << 20  # read size: bounds memory per layer
-STEP = 4 << 10  # compressed bytes per decompress call: zstd expands <= 32768x, so <= 128 MiB out
+# Compressed bytes per decompress call, so one call's output stays bounded:
+# deflate expands at most ~1032x (<= 66 MiB out), zstd up to 32768x (<= 128 MiB out).
+STEP = {"gzip": 64 << 10, "zstd": 4 << 10}
 MAX_DEPTH = 3  # container layers opened around a byte stream
 MAX_EXPANDED = 2 << 30  # decompressed bytes per gzip/zstd stream or zip member
 MAX_BUFFER = 256 << 20  # a zip/Parquet found *inside* a stream must be held in memory to seek
@@ -66,7 +68,11 @@ def default_roots(data_dir: Path, extra: Iterable[Path] = ()) -> list[Path]:
 
 
 def scan(roots: Iterable[Path], canaries: Sequence[str] = ()) -> list[Finding]:
-    """Findings for every file under ``roots``, sorted by path, kind, detail."""
+    """Findings for every file under ``roots``, sorted by path, kind, detail.
+
+    Each canary is matched case-sensitively as UTF-8, UTF-16-LE and JSON-escaped
+    bytes, and as text in Parquet values. Without canaries only DuckDB headers are read.
+    """
     byte_patterns, text_patterns = _patterns(canaries)
     found: set[Finding] = set()
     for path in _files(roots, found):
@@ -74,7 +80,7 @@ def scan(roots: Iterable[Path], canaries: Sequence[str] = ()) -> list[Finding]:
         try:
             _scan_file(sc, path)
         except Exception as e:  # a scanner bug must not pass a file silently
-            sc.unreadable("file", f"scanner error ({type(e).__name__})")
+            sc.unreadable("file", f"scanner error ({_name(e)})")
     return sorted(found, key=lambda f: (str(f.path), f.kind, f.detail))
 
 
@@ -127,7 +133,7 @@ def _files(roots: Iterable[Path], found: set) -> Iterator[Path]:
 
     def on_error(e: OSError) -> None:
         if not isinstance(e, FileNotFoundError):  # vanished mid-walk: nothing at rest
-            found.add(Finding(Path(e.filename), "unreadable", f"cannot list directory ({type(e).__name__})"))
+            found.add(Finding(Path(e.filename), "unreadable", f"cannot list directory ({_name(e)})"))
 
     for root in roots:
         root = Path(os.path.realpath(root))  # roots are trusted; symlinks inside them are not
@@ -153,7 +159,7 @@ def _scan_file(sc: _Scan, path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as e:
-        sc.unreadable("file", f"cannot open ({type(e).__name__})")
+        sc.unreadable("file", f"cannot open ({_name(e)})")
         return
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -231,17 +237,17 @@ def _read_chunks(sc: _Scan, f, where: str, limit: int | None = None) -> Iterator
                 return
             yield chunk
     except Exception as e:  # CRC mismatch, I/O error, corrupt member
-        sc.unreadable(where, f"read error ({type(e).__name__})")
+        sc.unreadable(where, f"read error ({_name(e)})")
 
 
 def _decompressed(sc: _Scan, kind: str, chunks: Iterable[bytes], where: str) -> Iterator[bytes]:
     """Concatenated gzip members / zstd frames, fed in STEP-sized pieces so output stays bounded."""
     new = (lambda: zlib.decompressobj(31)) if kind == "gzip" else zstandard.ZstdDecompressor().decompressobj
-    d, total = None, 0
+    d, total, step = None, 0, STEP[kind]
     try:
         for chunk in chunks:
-            for i in range(0, len(chunk), STEP):
-                piece = chunk[i : i + STEP]
+            for i in range(0, len(chunk), step):
+                piece = chunk[i : i + step]
                 while piece:
                     if d is None or d.eof:
                         piece = piece.lstrip(b"\0")  # gzip allows zero padding between members
@@ -259,7 +265,7 @@ def _decompressed(sc: _Scan, kind: str, chunks: Iterable[bytes], where: str) -> 
         if d is None or not d.eof:  # zstd stops silently on truncation: check explicitly
             sc.unreadable(where, f"truncated {kind}")
     except (zlib.error, zstandard.ZstdError) as e:
-        sc.unreadable(where, f"corrupt {kind} ({type(e).__name__})")
+        sc.unreadable(where, f"corrupt {kind} ({_name(e)})")
 
 
 def _peek(chunks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
@@ -287,6 +293,12 @@ def _drain(chunks: Iterable[bytes]) -> None:
         pass
 
 
+def _name(e: Exception) -> str:
+    """Exception type only: messages may quote file content."""
+    t = type(e)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
+
+
 def _child(loc: str, part: str) -> str:
     return f"{loc} > {part}" if loc else part
 
@@ -301,7 +313,7 @@ def _scan_seekable(sc: _Scan, kind: str, f, loc: str, depth: int) -> None:
         else:
             _scan_parquet(sc, f, loc)
     except Exception as e:
-        sc.unreadable(loc or "raw bytes", f"corrupt {kind} ({type(e).__name__})")
+        sc.unreadable(loc or "raw bytes", f"corrupt {kind} ({_name(e)})")
 
 
 def _scan_zip(sc: _Scan, f, loc: str, depth: int) -> None:
@@ -314,7 +326,7 @@ def _scan_zip(sc: _Scan, f, loc: str, depth: int) -> None:
             try:
                 member = zf.open(info)
             except Exception as e:  # encrypted member, unsupported method, bad local header
-                sc.unreadable(where, f"cannot open member ({type(e).__name__})")
+                sc.unreadable(where, f"cannot open member ({_name(e)})")
                 continue
             with member:
                 _scan_chunks(sc, _read_chunks(sc, member, where, MAX_EXPANDED), where, depth + 1)

@@ -66,6 +66,14 @@ def test_zstd_file(tmp_path):
     assert details(scan([tmp_path], [CANARY])) == ["canary #1 (utf-8) at inside zstd"]
 
 
+def test_concatenated_zstd_frames(tmp_path):
+    c = zstandard.ZstdCompressor()
+    data = c.compress(NOISE) + c.compress((CANARY[:-1] + "#" + CANARY).encode())
+    assert CANARY.encode() not in data
+    write(tmp_path / "x.zst", data)
+    assert details(scan([tmp_path], [CANARY])) == ["canary #1 (utf-8) at inside zstd"]
+
+
 def test_zip_member(tmp_path):
     write(tmp_path / "export.zip", zip_bytes({"x/clean.csv": NOISE, "x/y.csv": NOISE + CANARY.encode()}))
     assert details(scan([tmp_path], [CANARY])) == ["canary #1 (utf-8) at zip member x/y.csv"]

@@ -161,7 +161,7 @@ def _row(record: dict, **computed: Any) -> dict:
 def _records(body: Any, key: str) -> list[dict]:
     items = body.get(key) if isinstance(body, dict) else body
     if not isinstance(items, list):
-        raise ShapeError(f"expected an object with a '{key}' list, or a bare list")
+        raise ShapeError(f'expected {{"{key}": [...]}} or a bare list of records')
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ShapeError(f"'{key}' item {i + 1} is not an object")
