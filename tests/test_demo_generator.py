@@ -1,0 +1,382 @@
+"""The demo shop generator: schema, determinism, keys, consistency, realism and the
+planted situations, re-detected independently from the generated tables."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import date, timedelta
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from cleargro_pipeline.demo import DemoShop, PlantedSituation, delivered_schema
+from cleargro_pipeline.sources.contract import TABLES
+
+AS_OF = date(2026, 11, 27)
+
+
+@pytest.fixture(scope="module")
+def shop() -> DemoShop:
+    return DemoShop("small", seed=7)
+
+
+@pytest.fixture(scope="module")
+def chunks(shop) -> dict[tuple[str, str], list[pa.Table]]:
+    return {key: list(shop.iter_table(*key)) for key in shop.table_keys()}
+
+
+@pytest.fixture(scope="module")
+def t(chunks) -> dict[str, pl.DataFrame]:
+    """Every table as one Polars frame, money as floats."""
+    out = {}
+    for (_, name), parts in chunks.items():
+        df = pl.from_arrow(pa.concat_tables(parts))
+        out[name] = df.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+    return out
+
+
+def _digest(tables) -> str:
+    h = hashlib.sha256()
+    for tbl in tables:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, tbl.schema) as writer:
+            writer.write_table(tbl)
+        h.update(sink.getvalue().to_pybytes())
+    return h.hexdigest()
+
+
+# --- schema and keys ---
+
+def test_every_contract_table_is_offered(shop):
+    assert sorted(shop.table_keys()) == sorted((t.dataset, t.name) for t in TABLES)
+
+
+def test_chunks_conform_to_the_delivered_schema(chunks):
+    for key, parts in chunks.items():
+        expected = delivered_schema(*key)
+        assert parts, key
+        for part in parts:
+            assert part.schema == expected, key
+
+
+def test_delivered_schema_is_contract_plus_raw_identifiers():
+    for raw in TABLES:
+        got = delivered_schema(raw.dataset, raw.name)
+        contract = [(f.name, f.type) for f in raw.schema if f.name != "customer_pseudonym"]
+        assert [(f.name, f.type) for f in got][: len(contract)] == contract
+    assert delivered_schema("raw_shop", "orders").names[-4:] == ["customer_id", "email", "phone", "browser_ip"]
+    assert delivered_schema("raw_shop", "customers").names[-5:] == ["id", "email", "first_name", "last_name", "phone"]
+    assert "customer_pseudonym" not in delivered_schema("raw_shop", "customers").names
+
+
+def test_monthly_tables_come_in_month_chunks(chunks):
+    orders = chunks[("raw_shop", "orders")]
+    assert len(orders) == 25  # 28 Nov 2024 .. 27 Nov 2026
+    for part in orders:
+        months = pl.from_arrow(part)["created_at"].dt.strftime("%Y-%m").unique()
+        assert len(months) == 1
+
+
+def test_primary_keys_unique_and_present(t):
+    for raw in TABLES:
+        df = t[raw.name]
+        key = list(raw.primary_key) if raw.name != "customers" else ["id"]
+        assert df.height > 0, raw.name
+        assert df.select(key).null_count().sum_horizontal().item() == 0, raw.name
+        assert df.select(key).is_duplicated().sum() == 0, raw.name
+
+
+# --- determinism ---
+
+def test_same_seed_same_bytes_whatever_the_order(chunks):
+    other = DemoShop("small", seed=7)
+    for key in reversed(other.table_keys()):
+        assert _digest(other.iter_table(*key)) == _digest(chunks[key]), key
+
+
+def test_other_seed_other_data(chunks):
+    other = DemoShop("small", seed=8)
+    for key in [("raw_shop", "orders"), ("raw_shop", "products"), ("raw_google_ads", "keyword_daily")]:
+        assert _digest(other.iter_table(*key)) != _digest(chunks[key]), key
+
+
+def test_unknown_size_is_rejected():
+    with pytest.raises(ValueError, match=r"'huge'.*small, medium, large"):
+        DemoShop("huge")
+
+
+# --- catalogue ---
+
+def test_catalogue_is_plausible(t):
+    v, items, p = t["product_variants"], t["inventory_items"], t["products"]
+    assert 200 <= v.height <= 600
+    assert p["title"].is_unique().all() and p["handle"].is_unique().all()
+    per_product = v.group_by("product_id").len()["len"]
+    assert per_product.min() >= 1 and per_product.max() <= 4
+    assert v["sku"].is_unique().all()
+    assert v["sku"].str.contains(r"^CG-\d+-\d+$").all()
+    assert (v.filter(pl.col("compare_at_price").is_not_null())
+            .select((pl.col("compare_at_price") > pl.col("price")).all()).item())
+    assert 0.05 < v["compare_at_price"].is_not_null().mean() < 0.5
+    joined = v.join(items, left_on="inventory_item_id", right_on="id", suffix="_item")
+    assert joined.height == v.height and (joined["sku"] == joined["sku_item"]).all()
+    ratio = joined["cost"] / joined["price"]
+    assert ratio.min() >= 0.29 and ratio.max() <= 0.61
+    assert 0.75 < (v["inventory_policy"] == "deny").mean() < 0.99
+    assert set(v["inventory_policy"]) == {"deny", "continue"}
+    assert set(v["inventory_management"]) == {"shopify"}
+    assert 2 <= t["locations"].height <= 3
+    levels = t["inventory_levels"]
+    assert levels.height == v.height * t["locations"].height
+    stock = levels.group_by("inventory_item_id").agg(pl.col("available").sum())
+    check = v.join(stock, on="inventory_item_id")
+    assert (check["inventory_quantity"] == check["available"]).all()
+
+
+# --- orders ---
+
+def test_order_totals_match_their_lines(t):
+    o, li = t["orders"], t["order_line_items"]
+    sums = li.group_by("order_id").agg(
+        gross=(pl.col("price") * pl.col("quantity")).sum(), disc=pl.col("total_discount").sum(),
+        updated=pl.col("order_updated_at").unique(), n=pl.len())
+    j = o.join(sums, left_on="id", right_on="order_id")
+    assert j.height == o.height  # every order has lines
+    close = lambda a, b: ((j[a] - j[b]).abs() < 0.005).all()  # noqa: E731
+    assert close("total_line_items_price", "gross")
+    assert close("total_discounts", "disc")
+    assert ((j["subtotal_price"] - (j["total_line_items_price"] - j["total_discounts"])).abs() < 0.005).all()
+    assert ((j["total_price"] - (j["subtotal_price"] + j["total_shipping_price"] + j["total_tax"])).abs()
+            < 0.005).all()
+    assert (j["updated"].list.len() == 1).all()
+    assert (j["updated"].list.first() == j["updated_at"]).all()
+    assert (j["updated_at"] >= j["created_at"]).all()
+    assert (j.filter(pl.col("discount_codes").is_null())["total_discounts"] == 0).all()
+    assert (j.filter(pl.col("discount_codes").is_not_null())["total_discounts"] > 0).all()
+    assert j["created_at"].dt.date().max() == AS_OF
+    assert j["created_at"].dt.date().min() == AS_OF - timedelta(days=729)
+    assert j["updated_at"].dt.date().max() <= AS_OF
+
+
+def test_refunds_match_orders(t):
+    o, li, r = t["orders"], t["order_line_items"], t["order_refund_line_items"]
+    j = r.join(li, left_on="line_item_id", right_on="id", suffix="_line")
+    assert j.height == r.height
+    assert (j["order_id"] == j["order_id_line"]).all()
+    assert (j["quantity"] <= j["quantity_line"]).all()
+    assert (j["subtotal"] <= j["price"] * j["quantity"] + 0.005).all()
+    assert (j["order_updated_at"] == j["order_updated_at_line"]).all()
+    refunded = o.filter(pl.col("financial_status").is_in(["refunded", "partially_refunded"]))["id"]
+    assert set(refunded) == set(r["order_id"])
+
+
+def test_order_mix_is_plausible(t):
+    o = t["orders"]
+    assert 18_000 <= o.height <= 22_000
+    assert 0.001 < o["test"].mean() < 0.01
+    assert 0.01 < o["cancelled_at"].is_not_null().mean() < 0.04
+    assert (o.filter(pl.col("cancelled_at").is_not_null())["cancel_reason"].is_not_null()).all()
+    refunded = o["financial_status"].is_in(["refunded", "partially_refunded"]).mean()
+    assert 0.03 < refunded < 0.10
+    assert {"refunded", "partially_refunded", "paid", "voided"} <= set(o["financial_status"])
+    assert 0.05 < o["discount_codes"].is_not_null().mean() < 0.3
+
+
+def test_trend_seasonality_weekdays(t):
+    o = (t["orders"].filter(~pl.col("test") & pl.col("cancelled_at").is_null())
+         .with_columns(day=pl.col("created_at").dt.date()))
+    month = o.group_by(pl.col("created_at").dt.strftime("%Y-%m").alias("m")).agg(pl.col("subtotal_price").sum())
+    rev = dict(month.iter_rows())
+    assert rev["2025-12"] > 1.3 * rev["2025-06"]
+    assert rev["2026-06"] > 1.2 * rev["2025-06"]  # upward trend
+    assert rev["2026-10"] > rev["2025-10"]
+    daily = o.group_by("day").len().with_columns(wd=pl.col("day").dt.weekday())
+    by_wd = dict(daily.group_by("wd").agg(pl.col("len").mean()).iter_rows())
+    assert by_wd[7] > 1.15 * by_wd[6]  # Sunday beats Saturday
+
+
+def test_bestsellers_dominate(t):
+    units = t["order_line_items"].group_by("variant_id").agg(pl.col("quantity").sum()).sort("quantity")
+    top = units["quantity"].tail(max(1, units.height // 20)).sum()
+    assert top > 0.2 * units["quantity"].sum()  # top 5% of variants sell over a fifth of units
+
+
+def test_shoppers_are_realistic_and_unique(t):
+    c, o = t["customers"], t["orders"]
+    assert c["email"].is_unique().all()
+    assert c["email"].str.contains(r"^[a-z]+\.[a-z]+\.\d+@example\.com$").all()
+    name = pl.concat_str(pl.col("first_name").str.to_lowercase(), pl.lit("."),
+                         pl.col("last_name").str.to_lowercase(), pl.lit("."))
+    assert c.select(pl.col("email").str.starts_with(name).all()).item()
+    j = o.join(c, left_on="customer_id", right_on="id", suffix="_c")
+    assert j.height == o.height  # every order's customer exists
+    assert (j["email"] == j["email_c"]).all()
+    assert (j["created_at"] >= j["created_at_c"]).all()
+    counts = o.filter(~pl.col("test")).group_by("customer_id").len()
+    check = c.join(counts, left_on="id", right_on="customer_id", how="left").fill_null(0)
+    assert (check["orders_count"] == check["len"]).all()
+    assert 0.55 < c.height / o.height < 0.7  # returning customers
+    assert o["browser_ip"].drop_nulls().str.contains(r"^\d+\.\d+\.\d+\.\d+$").all()
+
+
+# --- marketing consistency ---
+
+def test_ga4_follows_orders(t):
+    o = t["orders"].filter(~pl.col("test"))
+    tr = t["traffic_daily"]
+    ratio = tr["ecommercePurchases"].sum() / o.height
+    assert 0.90 < ratio < 0.98
+    assert 0.9 < tr["purchaseRevenue"].sum() / o["total_price"].sum() < 0.98
+    assert (tr["sessions"] >= tr["ecommercePurchases"]).all()
+    assert (tr["engagedSessions"] <= tr["sessions"]).all()
+    assert {"google / cpc", "google / organic", "(direct) / (none)", "newsletter / email"} <= set(tr["sessionSourceMedium"])
+    items = t["items_daily"]
+    units = t["order_line_items"].join(o.select("id"), left_on="order_id", right_on="id")["quantity"].sum()
+    assert 0.90 < items["itemsPurchased"].sum() / units < 0.98
+    assert (items["itemsViewed"] >= items["itemsAddedToCart"]).all()
+    assert (items["itemsAddedToCart"] >= items["itemsPurchased"]).all()
+    products = t["products"].select(pl.col("id").alias("product_id"), pl.col("title").alias("product_title"))
+    names = t["product_variants"].join(products, on="product_id").select("sku", "product_title")
+    j = items.join(names, left_on="itemId", right_on="sku")
+    assert j.height == items.height and (j["itemName"] == j["product_title"]).all()
+
+
+def test_ads_children_sum_to_campaigns(t):
+    camp = t["campaign_daily"]
+    assert set(camp["campaign.advertising_channel_type"]) == {"SEARCH", "SHOPPING"}
+    assert 4 <= camp["campaign.id"].n_unique() <= 10
+    for child, channel in (("keyword_daily", "SEARCH"), ("shopping_product_daily", "SHOPPING")):
+        sums = t[child].group_by("segments.date", "campaign.id").agg(
+            pl.col("metrics.cost_micros").sum().alias("c"), pl.col("metrics.clicks").sum().alias("k"),
+            pl.col("metrics.conversions_value").sum().alias("v"))
+        j = camp.filter(pl.col("campaign.advertising_channel_type") == channel).join(
+            sums, on=["segments.date", "campaign.id"], how="left").fill_null(0)
+        assert ((j["metrics.cost_micros"] - j["c"]).abs() <= 1).all(), child
+        assert (j["metrics.clicks"] == j["k"]).all(), child
+        assert ((j["metrics.conversions_value"] - j["v"]).abs() < 1e-6 * (1 + j["v"])).all(), child
+    assert camp["metrics.search_impression_share"].is_between(0, 1).all()
+    assert camp["metrics.search_budget_lost_impression_share"].is_between(0, 1).all()
+    assert set(t["keyword_daily"]["ad_group_criterion.keyword.match_type"]) == {"EXACT", "PHRASE", "BROAD"}
+    items = t["shopping_product_daily"]["segments.product_item_id"]
+    assert items.str.contains(r"^shopify_US_\d+_\d+$").all()
+    # paid search value is a plausible share of shop revenue
+    o = t["orders"].filter(~pl.col("test") & pl.col("cancelled_at").is_null())
+    share = camp["metrics.conversions_value"].sum() / o["subtotal_price"].sum()
+    assert 0.15 < share < 0.5
+
+
+# --- opportunity rules, re-implemented from the rule table ---
+
+def _last(df: pl.DataFrame, col: str, n: int, as_of: date = AS_OF) -> pl.DataFrame:
+    return df.filter(pl.col(col) > as_of - timedelta(days=n))
+
+
+def detect(t: dict[str, pl.DataFrame], as_of: date = AS_OF) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {}
+    counted = (t["orders"].filter(~pl.col("test") & pl.col("cancelled_at").is_null())
+               .with_columns(day=pl.col("created_at").dt.date()))
+    lines = t["order_line_items"].join(counted.select(pl.col("id").alias("order_id"), "day"), on="order_id")
+    v28 = (_last(lines, "day", 28, as_of).group_by("sku")
+           .agg(units=pl.col("quantity").sum(),
+                revenue=(pl.col("price") * pl.col("quantity") - pl.col("total_discount")).sum()))
+    stock = t["inventory_levels"].group_by("inventory_item_id").agg(pl.col("available").sum())
+    variants = (t["product_variants"].select("id", "product_id", "sku", "inventory_item_id", "inventory_policy")
+                .join(t["inventory_items"].select(pl.col("id").alias("inventory_item_id"), "cost"),
+                      on="inventory_item_id")
+                .join(stock, on="inventory_item_id"))
+
+    # bestseller_low_stock
+    sellers = v28.filter(pl.col("revenue") > 0).sort("revenue", descending=True)
+    top = sellers.head(math.ceil(0.2 * sellers.height)).join(variants, on="sku").with_columns(
+        cover=pl.col("available") / (pl.col("units") / 28),
+        margin=(pl.col("revenue") - pl.col("units") * pl.col("cost")) / 28)
+    low = top.filter(pl.col("cover") < 14)
+    found["bestseller_low_stock"] = dict(zip(low["sku"], (14 - low["cover"]) * low["margin"]))
+
+    # ads_on_out_of_stock
+    spend = (_last(t["shopping_product_daily"], "segments.date", 7, as_of).group_by("segments.product_item_id")
+             .agg(s7=pl.col("metrics.cost_micros").sum() / 1e6,
+                  s3=pl.col("metrics.cost_micros").filter(pl.col("segments.date") > as_of - timedelta(days=3)).sum()))
+    oos = (variants.filter((pl.col("available") <= 0) & (pl.col("inventory_policy") == "deny"))
+           .with_columns(item=pl.format("shopify_US_{}_{}", "product_id", "id"))
+           .join(spend, left_on="item", right_on="segments.product_item_id").filter(pl.col("s3") > 0))
+    found["ads_on_out_of_stock"] = dict(zip(oos["sku"], oos["s7"] / 7 * 30))
+
+    # ads rules over 30 days
+    camp = _last(t["campaign_daily"], "segments.date", 30, as_of)
+    account_spend = camp["metrics.cost_micros"].sum() / 1e6
+    account_cr = camp["metrics.conversions"].sum() / camp["metrics.clicks"].sum()
+    agg = [(pl.col("metrics.cost_micros").sum() / 1e6).alias("spend"), pl.col("metrics.clicks").sum().alias("clicks"),
+           pl.col("metrics.conversions").sum().alias("conv"), pl.col("metrics.conversions_value").sum().alias("value")]
+    kw = (_last(t["keyword_daily"], "segments.date", 30, as_of).group_by("ad_group_criterion.keyword.text").agg(agg)
+          .filter((pl.col("clicks") >= max(10, 3 / account_cr)) & (pl.col("conv") == 0)))
+    found["wasted_keyword"] = dict(zip(kw["ad_group_criterion.keyword.text"], kw["spend"]))
+    st = (_last(t["search_term_daily"], "segments.date", 30, as_of).group_by("search_term_view.search_term").agg(agg)
+          .filter((pl.col("clicks") >= 10) & (pl.col("spend") >= 0.02 * account_spend) & (pl.col("conv") == 0)))
+    found["wasted_search_term"] = dict(zip(st["search_term_view.search_term"], st["spend"]))
+    lost = (_last(camp, "segments.date", 14, as_of).group_by("campaign.id")
+            .agg(pl.col("metrics.search_budget_lost_impression_share").mean().alias("lost")))
+    c = camp.group_by("campaign.id").agg(agg).join(lost, on="campaign.id").with_columns(
+        roas=pl.col("value") / pl.col("spend"), id=pl.col("campaign.id").cast(pl.String))
+    below = c.filter((pl.col("roas") < 0.75 * 4.0) & (pl.col("spend") >= 0.01 * account_spend))
+    found["campaign_below_target_roas"] = dict(zip(below["id"], below["spend"] - below["value"] / 4.0))
+    limited = c.filter((pl.col("lost") >= 0.10) & (pl.col("roas") >= 4.0))
+    found["budget_limited_profitable_campaign"] = dict(
+        zip(limited["id"], limited["value"] * limited["lost"] / (1 - limited["lost"])))
+
+    # high_traffic_low_conversion_product
+    it = (_last(t["items_daily"], "date", 30, as_of).group_by("itemId")
+          .agg(pl.col("itemsViewed").sum(), pl.col("itemsPurchased").sum(), pl.col("itemRevenue").sum())
+          .filter(pl.col("itemsViewed") >= 200).with_columns(rate=pl.col("itemsPurchased") / pl.col("itemsViewed")))
+    median = it["rate"].median()
+    weak = it.filter(pl.col("rate") < median / 2)
+    found["high_traffic_low_conversion_product"] = dict(zip(
+        weak["itemId"], weak["itemsViewed"] * (median - weak["rate"]) * weak["itemRevenue"] / weak["itemsPurchased"]))
+
+    # revenue_drop: the last day against the same weekday of the 4 weeks before
+    daily = dict(counted.group_by("day").agg(pl.col("subtotal_price").sum()).iter_rows())
+    observed = daily.get(as_of, 0.0)
+    expected = sum(daily[as_of - timedelta(days=7 * k)] for k in range(1, 5)) / 4
+    found["revenue_drop"] = {"shop": expected - observed} if observed < 0.5 * expected else {}
+    return found
+
+
+def test_planted_situations_are_detected_and_nothing_else(shop, t):
+    truth = shop.ground_truth()
+    assert all(isinstance(p, PlantedSituation) for p in truth)
+    planted: dict[str, dict[str, float]] = {}
+    for p in truth:
+        planted.setdefault(p.kind, {})[p.entity_id] = p.expected_impact
+    kinds = {"ads_on_out_of_stock", "bestseller_low_stock", "wasted_keyword", "wasted_search_term",
+             "campaign_below_target_roas", "budget_limited_profitable_campaign",
+             "high_traffic_low_conversion_product", "revenue_drop"}
+    assert set(planted) == kinds
+    for kind, entities in planted.items():
+        assert len(entities) >= (1 if kind == "revenue_drop" else 2), kind
+    found = detect(t)
+    for kind in kinds:
+        assert set(found[kind]) == set(planted[kind]), kind  # planted are found, nothing else is
+        for entity, impact in planted[kind].items():
+            assert impact > 0, (kind, entity)
+            assert found[kind][entity] == pytest.approx(impact, rel=0.10), (kind, entity)
+
+
+def test_ground_truth_details(shop):
+    by_kind = {p.kind: p for p in shop.ground_truth()}
+    drop = by_kind["revenue_drop"]
+    assert drop.entity_id == "shop" and drop.detail["date"] == AS_OF.isoformat()
+    assert drop.detail["observed"] < 0.5 * drop.detail["expected"]
+    assert drop.expected_impact == pytest.approx(drop.detail["expected"] - drop.detail["observed"])
+    assert by_kind["ads_on_out_of_stock"].detail["available"] == 0
+
+
+def test_without_incidents_no_rule_fires():
+    calm = DemoShop("small", seed=7, incidents=False)
+    assert calm.ground_truth() == []
+    frames = {name: pl.from_arrow(pa.concat_tables(list(calm.iter_table(ds, name))))
+              .with_columns(pl.col(pl.Decimal).cast(pl.Float64))
+              for ds, name in calm.table_keys() if name != "customers"}
+    found = detect(frames)
+    assert {k: v for k, v in found.items() if v} == {}
