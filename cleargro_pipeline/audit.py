@@ -19,12 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
 GENESIS = "0" * 64
 
 
-class AuditChainBroken(Exception):
+class AuditChainBroken(CleargroError):
     """The chain does not verify; the message names the first broken entry."""
 
 

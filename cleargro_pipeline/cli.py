@@ -10,19 +10,11 @@ from pathlib import Path
 import click
 
 from cleargro_pipeline import audit, tenants
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
 DEMO_TENANT = "demo"
 EXIT_ERROR = 2
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from cleargro_pipeline import ingest, keys, warehouse
-    from cleargro_pipeline.orchestration.runner import RunFailed
-
-    return (tenants.UnknownTenant, tenants.InvalidTenantName, keys.KeyUnavailable,
-            warehouse.WarehouseError, ingest.IngestError, RunFailed, audit.AuditChainBroken,
-            ValueError)
 
 
 def main() -> None:
@@ -33,7 +25,7 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except _expected_errors() as error:
+    except CleargroError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_ERROR)
 
@@ -67,8 +59,8 @@ def tenants_add(name: str, demo_size: str | None) -> None:
     """Register a tenant and create its keys."""
     sources = _demo_sources(demo_size) if demo_size else {}
     tenant = tenants.add(name, sources)
-    click.echo(f"added tenant '{tenant.name}' (sources: {', '.join(tenant.sources) or 'none; "
-               f"load data with `cleargro import`'})")
+    feeds = ", ".join(tenant.sources) or "none; load data with `cleargro import`"
+    click.echo(f"added tenant '{tenant.name}' (sources: {feeds})")
 
 
 @tenants_group.command(name="list")

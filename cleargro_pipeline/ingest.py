@@ -26,12 +26,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
 SYSTEMS = ("shop", "ga4", "google_ads")
 
 
-class IngestError(Exception):
+class IngestError(CleargroError):
     """A load failed; nothing of it was committed for the tables that failed, no files remain."""
 
 
@@ -57,11 +58,6 @@ class LoadReport:
     rows: dict[str, int] = field(default_factory=dict)
     load_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-# Our own exception types whose messages are written to be safe to show.
-_SAFE_MESSAGES = ("WarehouseError", "KeyUnavailable", "DropFileError", "UnknownTenant",
-                  "IngestError", "ValueError")
 
 
 def _dlt_work_root(tenant: str) -> Path:
@@ -134,14 +130,20 @@ def _child_main(tenant: str, plan: Any, systems: tuple[str, ...], work_dir: str,
 
 
 def _safe_message(error: BaseException) -> str:
-    name = type(error).__name__
-    if name in _SAFE_MESSAGES:
-        return f"{name}: {error}"
+    """Our own errors (also when dlt wraps them) are shown; others by class only."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, CleargroError):
+            return f"{type(seen).__name__}: {seen}"
+        seen = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
     step = getattr(error, "step", None)
     where = f" in dlt step '{step}'" if step else ""
-    return (f"{name}{where} (details withheld: they may quote customer values; rerun with "
-            "CLEARGRO_DEBUG_LOAD=1 on a secured machine to see them)"
-            if not os.environ.get("CLEARGRO_DEBUG_LOAD") else f"{name}{where}: {error}")
+    if os.environ.get("CLEARGRO_DEBUG_LOAD"):
+        return f"{type(error).__name__}{where}: {error}"
+    return (f"{type(error).__name__}{where} (details withheld: they may quote customer values; "
+            "rerun with CLEARGRO_DEBUG_LOAD=1 on a secured machine to see them)")
 
 
 def configure_dlt(work_dir: Path) -> None:
@@ -149,7 +151,7 @@ def configure_dlt(work_dir: Path) -> None:
     os.environ.update({
         "DLT_DATA_DIR": str(work_dir / "home"),
         "RUNTIME__DLTHUB_TELEMETRY": "false",
-        "RUNTIME__LOG_LEVEL": "WARNING",
+        "RUNTIME__LOG_LEVEL": "ERROR",
         "LOAD__DELETE_COMPLETED_JOBS": "true",
         "LOAD__TRUNCATE_STAGING_DATASET": "true",
         "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",

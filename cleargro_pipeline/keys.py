@@ -20,13 +20,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleargro_pipeline import audit
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
 KEY_KINDS = ("data", "pseudonym")
 MASTER_KEY_ENV = "CLEARGRO_MASTER_KEY"
 
 
-class KeyUnavailable(Exception):
+class KeyUnavailable(CleargroError):
     """A key cannot be produced; the message names the tenant (or master key) and the cause."""
 
 

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from cleargro_pipeline import audit, keys
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import TENANT_NAME, paths
 
 SOURCE_NAMES = ("shop", "ga4", "google_ads")
 
 
-class UnknownTenant(Exception):
+class UnknownTenant(CleargroError):
     pass
 
 
-class InvalidTenantName(ValueError):
+class InvalidTenantName(CleargroError, ValueError):
     pass
 
 

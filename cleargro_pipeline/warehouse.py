@@ -23,6 +23,7 @@ from typing import Iterator
 import duckdb
 
 from cleargro_pipeline import keys, tenants
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
 ALIAS = "wh"
@@ -35,7 +36,7 @@ DBT_PATH_ENV = "CLEARGRO_WAREHOUSE_PATH"
 DBT_TEMP_ENV = "CLEARGRO_WAREHOUSE_TEMP_DIR"
 
 
-class WarehouseError(Exception):
+class WarehouseError(CleargroError):
     """A warehouse cannot be opened; the message names the tenant and the cause."""
 
 

@@ -5,8 +5,6 @@ translator; the load runs in `ingest.load`'s supervised child process so a
 crash cannot leave dlt's plaintext working files behind.
 """
 
-from __future__ import annotations
-
 from typing import Any, Iterator
 
 import dagster as dg

@@ -1,20 +1,18 @@
 """The per-tenant refresh job and its daily schedule."""
 
-from __future__ import annotations
-
 from typing import Iterator
 
 import dagster as dg
 
 from cleargro_pipeline import ingest, tenants
 from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
-from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions, tenant_partitions
+from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 from cleargro_pipeline.orchestration.transformation import dbt_models
 
 TENANT_TAG = "cleargro/tenant"
 
 tenant_refresh = dg.define_asset_job(
-    "tenant_refresh", selection=dg.AssetSelection.all(), partitions_def=tenant_partitions,
+    "tenant_refresh", selection=dg.AssetSelection.all(),
     description="Load every configured source of one tenant, then build its dbt models.")
 
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from cleargro_pipeline import bootstrap
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.orchestration.jobs import tenant_run_tags, tenant_selection
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 
 
-class RunFailed(Exception):
+class RunFailed(CleargroError):
     pass
 
 

@@ -5,8 +5,6 @@ step holds the tenant's writer lock; dbt's target/ and logs go to a per-run
 working folder that is removed afterwards.
 """
 
-from __future__ import annotations
-
 import os
 import shutil
 from contextlib import contextmanager

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import polars as pl
 import pyarrow as pa
+
+from cleargro_pipeline.errors import CleargroError
 import pyarrow.csv as pacsv
 
 from cleargro_pipeline.sources import contract, shopify_json as sj
@@ -45,7 +47,7 @@ CSV_FILES: dict[str, tuple[str, str]] = {
 }
 
 
-class DropFileError(ValueError):
+class DropFileError(CleargroError, ValueError):
     """A file (or the directory) that cannot be imported; the message is safe to print."""
 
     def __init__(self, file: str, line: int | None, reason: str):

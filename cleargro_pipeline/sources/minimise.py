@@ -14,7 +14,13 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.sources.contract import RawTable
+
+
+class MinimisationError(CleargroError, ValueError):
+    """Data that cannot be reduced to the contract; names the table and column, never a value."""
+
 
 Pseudonymise = Callable[[pa.Array], pa.Array]
 
@@ -30,7 +36,7 @@ def _cast(raw: RawTable, name: str, values: pa.Array, typ: pa.DataType) -> pa.Ar
         return values.cast(typ)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         # Arrow's own message quotes the value; ours must be safe to print.
-        raise ValueError(f"{raw.dataset}.{raw.name}: column {name} ({values.type}) "
+        raise MinimisationError(f"{raw.dataset}.{raw.name}: column {name} ({values.type}) "
                          f"cannot be cast to {typ}") from None
 
 
@@ -38,7 +44,7 @@ def _pseudonyms(raw: RawTable, source: str, values: pa.Array, pseudonymise: Pseu
     ids = _cast(raw, source, values, pa.string())
     out = pseudonymise(ids)
     if len(out) != len(ids) or not pa.types.is_string(out.type):
-        raise ValueError(f"{raw.dataset}.{raw.name}: pseudonymiser returned {len(out)} values of "
+        raise MinimisationError(f"{raw.dataset}.{raw.name}: pseudonymiser returned {len(out)} values of "
                          f"{out.type} for {len(ids)} identifiers")
     # A missing shopper id stays missing: never a pseudonym of "null".
     return pc.if_else(pc.is_null(ids), pa.scalar(None, pa.string()), out)
@@ -57,14 +63,14 @@ def minimise(raw: RawTable, data: pa.Table, pseudonymise: Pseudonymise) -> pa.Ta
         values = _values(data, source)
         if values is None:
             if field.name in raw.primary_key:
-                raise ValueError(f"{raw.dataset}.{raw.name}: required column {source} is missing")
+                raise MinimisationError(f"{raw.dataset}.{raw.name}: required column {source} is missing")
             arrays.append(pa.nulls(data.num_rows, field.type))
             continue
         if field.name in source_of:
             values = _pseudonyms(raw, source, values, pseudonymise)
         arrays.append(_cast(raw, source, values, field.type))
         if field.name in raw.primary_key and arrays[-1].null_count:
-            raise ValueError(f"{raw.dataset}.{raw.name}: key column {source} has "
+            raise MinimisationError(f"{raw.dataset}.{raw.name}: key column {source} has "
                              f"{arrays[-1].null_count} empty values")
     return pa.Table.from_arrays(arrays, schema=raw.schema)
 
@@ -75,7 +81,7 @@ def hmac_pseudonymiser(key: bytes, namespace: str) -> Pseudonymise:
     Pure: the caller owns the key. Hashes each distinct value once, then maps back.
     """
     if not key:
-        raise ValueError("pseudonym key must not be empty")
+        raise MinimisationError("pseudonym key must not be empty")
 
     def digest(value: str) -> str:
         return hmac.new(key, f"{namespace}:{value}".encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,73 @@
+"""The `cleargro` console script as a user runs it: exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cleargro_pipeline import audit
+
+CLEARGRO = str(Path(sys.executable).with_name("cleargro"))
+
+
+def cleargro(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLEARGRO, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_tenants_add_list_show(data_dir):
+    added = cleargro("tenants", "add", "shop-one")
+    assert added.returncode == 0, added.stderr
+    assert "added tenant 'shop-one'" in added.stdout
+    assert cleargro("tenants", "add", "shop-two", "--demo", "small").returncode == 0
+    listed = cleargro("tenants", "list").stdout.splitlines()
+    assert [line.split("\t")[:2] for line in listed] == [["shop-one", "-"],
+                                                         ["shop-two", "ga4,google_ads,shop"]]
+    shown = cleargro("tenants", "show", "shop-two").stdout
+    assert '"kind": "demo"' in shown and "warehouse.duckdb" in shown
+    registry = (data_dir / "registry").rglob("*")
+    assert sorted(p.name for p in registry if p.is_file()) == ["keys.json", "keys.json",
+                                                                "tenant.json", "tenant.json"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("tenants", "show", "ghost"), "error: unknown tenant 'ghost'"),
+    (("tenants", "add", "Bad Name"), "error: invalid tenant name 'Bad Name'"),
+    (("sql", "--tenant", "ghost", "select 1"), "error: unknown tenant 'ghost'"),
+    (("run", "--tenant", "ghost"), "error: unknown tenant 'ghost'"),
+])
+def test_bad_input_gets_a_clear_error(data_dir, args, message):
+    result = cleargro(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sql_reads_and_is_audited(data_dir):
+    from cleargro_pipeline import warehouse
+    assert cleargro("tenants", "add", "acme").returncode == 0
+    with warehouse.open_warehouse("acme", purpose="ingest") as conn:
+        conn.execute("create schema marts")
+        conn.execute("create table marts.t as select range as n, 'x' || range as s from range(3)")
+    csv = cleargro("sql", "--tenant", "acme", "--format", "csv", "select n, s from marts.t order by n")
+    assert csv.returncode == 0, csv.stderr
+    assert csv.stdout.splitlines() == ["n,s", "0,x0", "1,x1", "2,x2"]
+    json_out = cleargro("sql", "--tenant", "acme", "--format", "json", "select count(*) as c from marts.t")
+    assert '"c": 3' in json_out.stdout
+    refused = cleargro("sql", "--tenant", "acme", "delete from marts.t")
+    assert refused.returncode != 0
+    actions = [(e["action"], e["purpose"]) for e in audit.entries() if e["tenant"] == "acme"]
+    assert actions.count(("sql_query", "query")) == 3
+    assert actions.count(("key_unwrapped", "query")) == 3
+
+
+def test_audit_verify_command(data_dir):
+    assert cleargro("tenants", "add", "acme").returncode == 0
+    ok = cleargro("audit", "verify")
+    assert ok.returncode == 0 and "audit log intact: 2 entries" in ok.stdout
+    log = data_dir / "audit" / "audit.log"
+    log.write_text(log.read_text().replace('"tenant_added"', '"tenant_removed"'))
+    broken = cleargro("audit", "verify")
+    assert broken.returncode == 2 and "line 2 (seq 2)" in broken.stderr
