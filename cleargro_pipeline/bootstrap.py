@@ -42,7 +42,7 @@ def dagster_home() -> Path:
 def dbt_manifest(force: bool = False) -> Path:
     """Parse the dbt project so Dagster can read its manifest (no warehouse is opened)."""
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    if manifest.exists() and not force:
+    if manifest.exists() and not force and not _dbt_sources_newer_than(manifest):
         return manifest
     # Parsing renders the profile but never connects: placeholders satisfy env_var().
     env = {**os.environ, warehouse.DBT_PATH_ENV: "/nonexistent/parse-only.duckdb",
@@ -53,6 +53,12 @@ def dbt_manifest(force: bool = False) -> Path:
                     "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "tenant"],
                    env=env, check=True, cwd=DBT_PROJECT_DIR)
     return manifest
+
+
+def _dbt_sources_newer_than(manifest: Path) -> bool:
+    built = manifest.stat().st_mtime
+    return any(p.stat().st_mtime > built for p in DBT_PROJECT_DIR.rglob("*")
+               if p.suffix in (".sql", ".yml") and "target" not in p.parts and p.is_file())
 
 
 def init() -> dict[str, str]:

@@ -1,5 +1,8 @@
 """Dagster code location (loaded by workspace.yaml)."""
 
+import sys
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
@@ -11,5 +14,7 @@ defs = dg.Definitions(
     assets=[*RAW_ASSETS, dbt_models],
     jobs=[tenant_refresh],
     schedules=[daily_tenant_refresh],
-    resources={"dbt": DbtCliResource(project_dir=dbt_project)},
+    # dbt from this interpreter's environment, whatever PATH says.
+    resources={"dbt": DbtCliResource(project_dir=dbt_project,
+                                     dbt_executable=str(Path(sys.executable).with_name("dbt")))},
 )

@@ -194,7 +194,10 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
         pipeline_name=f"cleargro_{system}", pipelines_dir=str(work_dir / "pipelines"),
         destination=warehouse_destination(conn), dataset_name=f"raw_{system}", progress=None)
     source = contract_source(system, provide, pseudonymise, incremental=incremental)
-    info = pipeline.run(_with_injected_fault(source, system), loader_file_format="parquet")
+    pipeline.extract(source, loader_file_format="parquet")
+    pipeline.normalize()
+    _injected_fault(system)  # tests only: the normalised plaintext files now sit in work_dir
+    info = pipeline.load()
     counts = pipeline.last_trace.last_normalize_info.row_counts
     return LoadReport(tenant, system,
                       rows={t: n for t, n in sorted(counts.items()) if not t.startswith("_dlt")},
@@ -232,53 +235,14 @@ def _providers(plan: Any, systems: tuple[str, ...]) -> dict[str, tuple[Any, bool
 FAULT_ENV = "CLEARGRO_TEST_FAULT"  # "fail:<system>" or "stall:<system>", set only by tests
 
 
-def _with_injected_fault(source: Any, system: str) -> Any:
-    """Fault injection for the crash tests: fail or stall at the second chunk of `system`,
-    when extracted rows already sit in dlt's working folder."""
+def _injected_fault(system: str) -> None:
+    """Fault injection for the crash tests, between normalise and load: the most plaintext
+    dlt ever holds on disk is there at that moment."""
     action, _, target = os.environ.get(FAULT_ENV, "").partition(":")
     if target != system:
-        return source
-
-    seen = []
-
-    def after_first_chunk(table: Any) -> Any:
-        seen.append(table.num_rows)
-        if len(seen) < 2:  # the first chunk is written to disk while the second is extracted
-            return table
-        if action == "fail":
-            raise IngestError(f"injected failure while loading {system} (test fault)")
-        if action == "stall":
-            Path(os.environ["CLEARGRO_TEST_STALL_MARKER"]).write_text(str(os.getpid()))
-            time.sleep(3600)
-        return table
-
-    for resource in source.resources.values():
-        resource.add_map(after_first_chunk)
-    return source
-
-
-def ensure_raw_tables(tenant: str) -> list[str]:
-    """Create, empty, every contract table no load has created yet, so that models build for a
-    tenant fed by only some systems (a file drop of shop data alone, say). Returns those created."""
-    import pyarrow as pa
-
-    from cleargro_pipeline import warehouse
-    from cleargro_pipeline.sources import contract
-    from cleargro_pipeline.sources.raw import column_name
-
-    created = []
-    with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
-        existing = {(s, t) for s, t in conn.execute(
-            "select schema_name, table_name from duckdb_tables() where database_name = ?",
-            [warehouse.ALIAS]).fetchall()}
-        for raw in contract.TABLES:
-            if (raw.dataset, raw.name) in existing:
-                continue
-            empty = pa.table({column_name(f.name): pa.array([], f.type) for f in raw.schema})
-            conn.register("empty_raw", empty)
-            conn.execute(f'create schema if not exists "{raw.dataset}"')
-            conn.execute(f'create table "{raw.dataset}"."{raw.name}" as select *, '
-                         "null::varchar as _dlt_load_id, null::varchar as _dlt_id from empty_raw")
-            conn.unregister("empty_raw")
-            created.append(f"{raw.dataset}.{raw.name}")
-    return created
+        return
+    if action == "fail":
+        raise IngestError(f"injected failure while loading {system} (test fault)")
+    if action == "stall":
+        Path(os.environ["CLEARGRO_TEST_STALL_MARKER"]).write_text(str(os.getpid()))
+        time.sleep(3600)

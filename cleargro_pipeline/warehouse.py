@@ -31,7 +31,7 @@ HEADER_BYTES = 3 * 4096  # main header + two database headers precede the first 
 BLOCK_BYTES = 262144  # DuckDB's default block size; files grow in whole blocks
 ENCRYPTED_FLAG_OFFSET = 20
 LOCK_TIMEOUT_S = float(os.environ.get("CLEARGRO_LOCK_TIMEOUT_S", "1800"))
-DBT_KEY_ENV = "CLEARGRO_WAREHOUSE_KEY"
+DBT_KEY_ENV = "DBT_ENV_SECRET_CLEARGRO_WAREHOUSE_KEY"  # dbt masks DBT_ENV_SECRET_* values
 DBT_PATH_ENV = "CLEARGRO_WAREHOUSE_PATH"
 DBT_TEMP_ENV = "CLEARGRO_WAREHOUSE_TEMP_DIR"
 

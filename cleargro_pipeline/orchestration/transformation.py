@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
-from cleargro_pipeline import ingest, warehouse
+from cleargro_pipeline import warehouse
 from cleargro_pipeline.orchestration.partitions import tenant_partitions
 from cleargro_pipeline.orchestration.translator import ModelTranslator
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
@@ -39,8 +39,7 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
             dagster_dbt_translator=ModelTranslator(), partitions_def=tenant_partitions)
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
     tenant = context.partition_key
-    ingest.ensure_raw_tables(tenant)
-    target = paths().tenant_work(tenant) / "dbt" / context.run_id
+    target = paths().tenant_work(tenant) / "dbt" / context.run.run_id
     try:
         with warehouse.dbt_session(tenant) as env:
             with _environment(env):

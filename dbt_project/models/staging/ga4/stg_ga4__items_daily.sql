@@ -1,0 +1,18 @@
+with source as (
+    {{ raw_source('ga4', 'items_daily') }}
+),
+
+renamed as (
+    select
+        date as date_day,
+        item_id,
+        item_name,
+        items_viewed,
+        items_added_to_cart,
+        items_purchased,
+        item_revenue,
+        _dlt_load_id
+    from source
+)
+
+select * from renamed
