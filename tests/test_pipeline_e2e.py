@@ -15,7 +15,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from cleargro_pipeline import bootstrap, ingest, tenants, verify_at_rest, warehouse
+from cleargro_pipeline import bootstrap, ingest, keys, tenants, verify_at_rest, warehouse
 from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.orchestration.runner import RunFailed, materialize_tenant
 from cleargro_pipeline.settings import paths
@@ -83,7 +83,10 @@ def test_demo_tenant_end_to_end(demo, canaries):
     assert checks, "dbt tests ran as asset checks"
     assert all(r.event_log_entry.dagster_event.event_specific_data.passed for r in checks)
 
-    assert _scan(canaries) == []
+    # Neither the tenant's data key nor the master key is written anywhere (dbt's argv and
+    # logs, Dagster's event and compute logs, the audit log).
+    secrets = [keys.unwrap_tenant_key(demo, "data", "test").hex(), os.environ[keys.MASTER_KEY_ENV]]
+    assert _scan(canaries + secrets) == []
     assert not list((paths().work / demo).rglob("*.parquet"))
 
     # A second run loads nothing twice.
@@ -108,7 +111,7 @@ def _cleargro(*args, env=None):
 
 
 def test_loader_killed_mid_load_leaves_nothing_and_reruns_clean(demo, canaries, tmp_path):
-    # ga4 loads after shop: when the loader stalls, shop is committed and ga4 is in flight.
+    # The ga4 loader stalls with its normalised rows on disk, then is killed like the OOM killer would.
     marker = tmp_path / "stalled.pid"
     env = {**os.environ, ingest.FAULT_ENV: "stall:ga4", "CLEARGRO_TEST_STALL_MARKER": str(marker)}
     run = _cleargro("run", "--tenant", demo, env=env)
