@@ -125,7 +125,9 @@ def _connect(tenant: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     tmp = paths().tenant_tmp(tenant)
     tmp.mkdir(parents=True, exist_ok=True)
     config = {**_base_config(), "temp_directory": str(tmp),
-              "memory_limit": os.environ.get("CLEARGRO_DUCKDB_MEMORY_LIMIT", "2GB")}
+              "memory_limit": os.environ.get("CLEARGRO_DUCKDB_MEMORY_LIMIT", "2GB"),
+              # Row order in a warehouse table means nothing; keeping it costs bulk loads.
+              "preserve_insertion_order": False}
     conn = duckdb.connect(":memory:", config=config)
     if not read_only:
         # Writing an encrypted file needs the OpenSSL crypto module that ships in httpfs.

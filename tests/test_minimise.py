@@ -103,3 +103,12 @@ def test_bad_pseudonymiser_output_is_rejected():
 def test_empty_key_is_refused():
     with pytest.raises(ValueError, match="must not be empty"):
         hmac_pseudonymiser(b"", "acme")
+
+
+def test_pseudonyms_are_stable_when_the_cache_overflows():
+    bounded = hmac_pseudonymiser(b"k" * 32, "acme", cache_size=3)
+    unbounded = hmac_pseudonymiser(b"k" * 32, "acme")
+    first, second = pa.array([1, 2, 3, 2, None]), pa.array([4, 5, 1, 6])
+    assert bounded(first).to_pylist() == unbounded(first).to_pylist()
+    assert bounded(second).to_pylist() == unbounded(second).to_pylist()
+    assert bounded(first).to_pylist()[0] == unbounded(pa.array(["1"])).to_pylist()[0]

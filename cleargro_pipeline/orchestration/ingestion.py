@@ -50,6 +50,8 @@ def raw_assets(system: str) -> dg.AssetsDefinition:
                         "rows_loaded": dg.MetadataValue.int(rows),
                         "load_ids": ", ".join(report.load_ids),
                         "system_seconds": dg.MetadataValue.float(report.seconds),
+                        **{f"{phase}_seconds": dg.MetadataValue.float(seconds)
+                           for phase, seconds in report.phase_seconds.items()},
                     })
             # Tables with no new rows this run are still current: record them as checked.
             for key in context.selected_asset_keys - {raw_asset_key(system, t) for t in report.rows}:

@@ -7,7 +7,6 @@ is dropped) and replaces shopper identifiers with keyed pseudonyms.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Callable
 
@@ -25,10 +24,9 @@ class MinimisationError(CleargroError, ValueError):
 Pseudonymise = Callable[[pa.Array], pa.Array]
 
 
-def _values(data: pa.Table, name: str) -> pa.Array | None:
-    if name not in data.column_names:
-        return None
-    return data.column(name).combine_chunks()
+def _values(data: pa.Table, name: str) -> pa.ChunkedArray | None:
+    # Chunks are kept as they are: combining them would copy every column once more.
+    return data.column(name) if name in data.column_names else None
 
 
 def _cast(raw: RawTable, name: str, values: pa.Array, typ: pa.DataType) -> pa.Array:
@@ -40,14 +38,19 @@ def _cast(raw: RawTable, name: str, values: pa.Array, typ: pa.DataType) -> pa.Ar
                          f"cannot be cast to {typ}") from None
 
 
-def _pseudonyms(raw: RawTable, source: str, values: pa.Array, pseudonymise: Pseudonymise) -> pa.Array:
-    ids = _cast(raw, source, values, pa.string())
+def _pseudonyms(raw: RawTable, source: str, values: pa.ChunkedArray,
+                pseudonymise: Pseudonymise) -> pa.Array:
+    ids = values if _is_identifier(values.type) else _cast(raw, source, values, pa.string())
     out = pseudonymise(ids)
     if len(out) != len(ids) or not pa.types.is_string(out.type):
         raise MinimisationError(f"{raw.dataset}.{raw.name}: pseudonymiser returned {len(out)} values of "
                          f"{out.type} for {len(ids)} identifiers")
     # A missing shopper id stays missing: never a pseudonym of "null".
     return pc.if_else(pc.is_null(ids), pa.scalar(None, pa.string()), out)
+
+
+def _is_identifier(typ: pa.DataType) -> bool:
+    return pa.types.is_integer(typ) or pa.types.is_string(typ) or pa.types.is_large_string(typ)
 
 
 def minimise(raw: RawTable, data: pa.Table, pseudonymise: Pseudonymise) -> pa.Table:
@@ -75,23 +78,50 @@ def minimise(raw: RawTable, data: pa.Table, pseudonymise: Pseudonymise) -> pa.Ta
     return pa.Table.from_arrays(arrays, schema=raw.schema)
 
 
-def hmac_pseudonymiser(key: bytes, namespace: str) -> Pseudonymise:
+def _keyed_hmac(key: bytes, prefix: bytes):  # type: ignore[no-untyped-def]
+    """An HMAC-SHA256 state already keyed and fed `prefix`. Copying it skips re-keying, half
+    the work of a fresh HMAC per value. OpenSSL's own HMAC object (CPython's _hashlib) avoids
+    the pure-Python wrapper around it; the stdlib object is the fallback."""
+    try:
+        import _hashlib
+
+        return _hashlib.hmac_new(key, prefix, "sha256")
+    except (ImportError, AttributeError, ValueError):
+        return hmac.new(key, prefix, "sha256")
+
+
+def hmac_pseudonymiser(key: bytes, namespace: str, cache_size: int = 1_000_000) -> Pseudonymise:
     """Lowercase hex HMAC-SHA256 of `namespace:value`, null for null.
 
-    Pure: the caller owns the key. Hashes each distinct value once, then maps back.
+    Pure: the caller owns the key. Hashes each distinct value once per call and remembers
+    up to `cache_size` of them across calls, since chunks of one load repeat shoppers.
     """
     if not key:
         raise MinimisationError("pseudonym key must not be empty")
+    keyed = _keyed_hmac(key, f"{namespace}:".encode())
+    known: dict[str, str] = {}
 
-    def digest(value: str) -> str:
-        return hmac.new(key, f"{namespace}:{value}".encode(), hashlib.sha256).hexdigest()
+    def digest(text: str) -> str:
+        state = keyed.copy()
+        state.update(text.encode())
+        return state.hexdigest()
+
+    def remember(texts: list[str]) -> None:
+        missing = [t for t in texts if t not in known]
+        if len(known) + len(missing) > cache_size:
+            known.clear()  # bounded memory; a clean slate costs one re-hash per id
+            missing = texts
+        known.update(zip(missing, map(digest, missing)))
 
     def pseudonymise(values: pa.Array) -> pa.Array:
+        # Work on distinct ids in their own type (integers dedupe and look up fastest);
+        # the hashed text is the id's decimal or string form either way.
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
-        values = values.cast(pa.string())
         distinct = pc.unique(values).drop_null()
-        hashed = pa.array([digest(v) for v in distinct.to_pylist()], pa.string())
+        texts = distinct.cast(pa.string()).to_pylist()
+        remember(texts)
+        hashed = pa.array([known[t] for t in texts], pa.string())
         return pc.take(hashed, pc.index_in(values, value_set=distinct))
 
     return pseudonymise

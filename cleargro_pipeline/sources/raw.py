@@ -36,7 +36,7 @@ def _normalised(table: pa.Table) -> pa.Table:
 
 
 def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonymise,
-              incremental: bool):
+              incremental: bool, first_load: bool):
     def rows() -> Iterator[pa.Table]:
         for chunk in chunks:
             if chunk.num_rows:
@@ -45,21 +45,27 @@ def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonym
     hints = {}
     if incremental:
         hints["incremental"] = dlt.sources.incremental(column_name(raw.cursor))
+    # A table's first load has nothing to merge with: appending skips the staging copy.
+    # Sources deliver unique keys (file drops are validated, the demo and APIs key by id).
     return dlt.resource(
-        rows, name=raw.name, write_disposition="merge",
+        rows, name=raw.name, write_disposition="append" if first_load else "merge",
         primary_key=[column_name(c) for c in raw.primary_key], **hints,
     )()
 
 
 def contract_source(system: str, provide: ChunkProvider, pseudonymise: Pseudonymise, *,
-                    incremental: bool, tables: Iterable[str] | None = None):
-    """The dlt source of one system (`shop`, `ga4` or `google_ads`)."""
+                    incremental: bool, tables: Iterable[str] | None = None,
+                    loaded: Iterable[str] = ()):
+    """The dlt source of one system (`shop`, `ga4` or `google_ads`); `loaded` names the
+    tables that already exist in the warehouse (merged into; the others are appended)."""
+    loaded = set(loaded)
     wanted = set(tables) if tables is not None else None
     raws = [t for t in contract.tables_of(system) if wanted is None or t.name in wanted]
 
     @dlt.source(name=system, max_table_nesting=0, root_key=False)
     def source():
-        return [_resource(t, provide(t), pseudonymise, incremental) for t in raws]
+        return [_resource(t, provide(t), pseudonymise, incremental, t.name not in loaded)
+                for t in raws]
 
     return source()
 
