@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -121,10 +123,28 @@ def _describe(tenant: str, path: Path, error: Exception, secret: str) -> str:
     return f"tenant '{tenant}': cannot open warehouse {path}: {cause}"
 
 
-def _connect(tenant: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    tmp = paths().tenant_tmp(tenant)
-    tmp.mkdir(parents=True, exist_ok=True)
-    config = {**_base_config(), "temp_directory": str(tmp),
+@contextmanager
+def _spill_folder(tenant: str, *, exclusive: bool) -> Iterator[Path]:
+    """A fresh spill folder per connection inside the tenant's folder, removed afterwards.
+
+    DuckDB refuses to turn on temp-file encryption over existing temp files, and a process
+    that ends without closing its database (a killed loader) leaves them behind: a writer,
+    holding the tenant to itself, clears such leftovers first.
+    """
+    root = paths().tenant_tmp(tenant)
+    if exclusive and root.exists():
+        for leftover in root.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+    folder = root / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _connect(spill: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    config = {**_base_config(), "temp_directory": str(spill),
               "memory_limit": os.environ.get("CLEARGRO_DUCKDB_MEMORY_LIMIT", "2GB"),
               # Row order in a warehouse table means nothing; keeping it costs bulk loads.
               "preserve_insertion_order": False}
@@ -161,11 +181,12 @@ def open_warehouse(tenant: str, *, purpose: str, read_only: bool = False,
     if read_only and not path.exists():
         raise WarehouseError(f"tenant '{tenant}' has no warehouse yet ({path}); "
                              f"run `cleargro run --tenant {tenant}` or `cleargro import` first")
-    with _tenant_lock(tenant, shared=read_only, timeout=lock_timeout):
+    with _tenant_lock(tenant, shared=read_only, timeout=lock_timeout), \
+            _spill_folder(tenant, exclusive=not read_only) as spill:
         if path.exists():
             check_file(tenant, path)
         key = _unwrap_data_key(tenant, purpose)
-        conn = _connect(tenant, read_only=read_only)
+        conn = _connect(spill, read_only=read_only)
         try:
             _attach(conn, tenant, path, key, read_only)
             yield conn
@@ -190,10 +211,9 @@ def dbt_session(tenant: str, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Iterato
     """
     tenants.get(tenant)
     path = paths().warehouse(tenant)
-    with _tenant_lock(tenant, shared=False, timeout=lock_timeout):
+    with _tenant_lock(tenant, shared=False, timeout=lock_timeout), \
+            _spill_folder(tenant, exclusive=True) as spill:
         if path.exists():
             check_file(tenant, path)
         key = _unwrap_data_key(tenant, "transform")
-        tmp = paths().tenant_tmp(tenant)
-        tmp.mkdir(parents=True, exist_ok=True)
-        yield {DBT_PATH_ENV: str(path), DBT_KEY_ENV: key.hex(), DBT_TEMP_ENV: str(tmp)}
+        yield {DBT_PATH_ENV: str(path), DBT_KEY_ENV: key.hex(), DBT_TEMP_ENV: str(spill)}

@@ -115,16 +115,21 @@ def test_loader_killed_mid_load_leaves_nothing_and_reruns_clean(demo, canaries, 
     marker = tmp_path / "stalled.pid"
     env = {**os.environ, ingest.FAULT_ENV: "stall:ga4", "CLEARGRO_TEST_STALL_MARKER": str(marker)}
     run = _cleargro("run", "--tenant", demo, env=env)
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        assert run.poll() is None, run.stdout.read()
-        assert time.monotonic() < deadline, "loader never reached the stall point"
-        time.sleep(0.2)
-    time.sleep(0.5)
-    exposed = verify_at_rest.scan([paths().work], canaries)
-    assert exposed, "the kill must happen while plaintext load files exist"
-    os.kill(int(marker.read_text()), signal.SIGKILL)
-    output, _ = run.communicate(timeout=300)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert run.poll() is None, run.stdout.read()
+            assert time.monotonic() < deadline, "loader never reached the stall point"
+            time.sleep(0.2)
+        exposed = verify_at_rest.scan([paths().work], canaries)
+        assert exposed, "the kill must happen while plaintext load files exist"
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:  # a failed assertion must not leave a stalled loader running
+            run.kill()
+            if marker.exists():
+                os.kill(int(marker.read_text()), signal.SIGKILL)
     assert run.returncode != 0
     assert "killed by signal SIGKILL" in output
     assert _scan(canaries) == []

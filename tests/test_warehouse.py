@@ -145,3 +145,14 @@ def test_writers_of_one_tenant_queue_and_tenants_run_in_parallel(tenant, data_di
     with warehouse.open_warehouse("beta", purpose="query", read_only=True) as conn:
         assert conn.execute("select count(*) from hits").fetchone()[0] == 8
     assert sum(e["action"] == "key_unwrapped" for e in audit.entries()) >= 32
+
+
+def test_writer_clears_spill_files_a_killed_process_left(filled, tenant):
+    # A process that dies without closing DuckDB leaves spill files; DuckDB would then refuse
+    # to enable temp-file encryption. The next writer clears them; nothing else stays behind.
+    leftover = paths().tenant_tmp(tenant) / "dead-process"
+    leftover.mkdir(parents=True)
+    (leftover / "duckdb_temp_storage_DEFAULT-0.tmp").write_bytes(b"\0" * 4096)
+    with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
+        assert conn.execute("select current_setting('temp_file_encryption')").fetchone()[0]
+    assert list(paths().tenant_tmp(tenant).iterdir()) == []
