@@ -146,6 +146,8 @@ def _spill_folder(tenant: str, *, exclusive: bool) -> Iterator[Path]:
 def _connect(spill: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     config = {**_base_config(), "temp_directory": str(spill),
               "memory_limit": os.environ.get("CLEARGRO_DUCKDB_MEMORY_LIMIT", "2GB"),
+              # Spill files are encrypted; set at connect, as DuckDB refuses the change later.
+              "temp_file_encryption": True,
               # Row order in a warehouse table means nothing; keeping it costs bulk loads.
               "preserve_insertion_order": False}
     conn = duckdb.connect(":memory:", config=config)
@@ -164,7 +166,6 @@ def _attach(conn: duckdb.DuckDBPyConnection, tenant: str, path: Path, key: bytes
     except duckdb.Error as error:
         raise WarehouseError(_describe(tenant, path, error, secret)) from None
     conn.execute(f"USE {ALIAS}")
-    conn.execute("SET temp_file_encryption = true")
     if read_only:
         # Readers (analysts) may not write query results to files in plaintext, nor
         # attach other databases: no external access, and no way to switch it back on.

@@ -4,6 +4,7 @@ after a good run, a run that fails mid-load and a loader killed with SIGKILL mid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -129,7 +130,8 @@ def test_loader_killed_mid_load_leaves_nothing_and_reruns_clean(demo, canaries, 
         if run.poll() is None:  # a failed assertion must not leave a stalled loader running
             run.kill()
             if marker.exists():
-                os.kill(int(marker.read_text()), signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(marker.read_text()), signal.SIGKILL)
     assert run.returncode != 0
     assert "killed by signal SIGKILL" in output
     assert _scan(canaries) == []
