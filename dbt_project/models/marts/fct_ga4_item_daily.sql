@@ -44,9 +44,10 @@ final as (
     from parsed
     left join variants as by_id
         on parsed.candidate_variant_id = by_id.variant_id
+    -- A plain equi-join (the id match wins in the coalesce above): a condition on the
+    -- left join's outcome here would force a nested-loop join over every GA4 row.
     left join unique_skus
-        on by_id.variant_id is null
-       and parsed.item_id = unique_skus.sku
+        on parsed.item_id = unique_skus.sku
 )
 
 select * from final
