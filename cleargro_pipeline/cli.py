@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -182,7 +183,8 @@ def sql(tenant: str, fmt: str, sql: str) -> None:
     elif fmt == "json":
         click.echo(json.dumps(frame.to_dicts(), default=str, indent=2))
     else:
-        with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=60):
+        width = shutil.get_terminal_size((200, 50)).columns
+        with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=60, tbl_width_chars=width):
             click.echo(frame)
 
 

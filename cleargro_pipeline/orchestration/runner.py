@@ -36,7 +36,9 @@ def materialize_tenant(tenant: str) -> RunSummary:
     job = defs.resolve_job_def("tenant_refresh")
     result = job.execute_in_process(
         instance=instance, partition_key=tenant, asset_selection=tenant_selection(tenant),
-        tags=tenant_run_tags(tenant), raise_on_error=False)
+        tags=tenant_run_tags(tenant), raise_on_error=False,
+        # The console shows progress and problems; every event is in the run's log anyway.
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
     if not result.success:
         raise RunFailed(f"tenant '{tenant}': run {result.run_id} failed at "
                         f"{_failed_steps(result)}; see `cleargro` output above or the run in the "
