@@ -12,3 +12,29 @@
 {% macro order_date(processed_at, created_at) -%}
     cast(timezone('UTC', coalesce({{ processed_at }}, {{ created_at }})) as date)
 {%- endmacro %}
+
+{#- Orders touched by a load newer than this model's watermark: the order itself, one of
+    its lines or one of its refunds (a refund makes dlt reload the order). -#}
+{% macro changed_order_ids() -%}
+    select order_id from {{ ref('stg_shop__orders') }}
+    where _dlt_load_id > {{ load_watermark() }}
+    union
+    select order_id from {{ ref('stg_shop__order_line_items') }}
+    where _dlt_load_id > {{ load_watermark() }}
+    union
+    select order_id from {{ ref('stg_shop__order_refund_line_items') }}
+    where _dlt_load_id > {{ load_watermark() }}
+{%- endmacro %}
+
+{#- Order days a daily model must recompute: days holding a row of `fact` rebuilt from a
+    newer load, and days of reloaded raw orders, including ones the fact now leaves out
+    (orders that became test orders). -#}
+{% macro changed_order_days(fact) -%}
+    select order_date
+    from {{ ref(fact) }}
+    where _source_load_id > {{ load_watermark() }}
+    union
+    select {{ order_date('processed_at', 'created_at') }}
+    from {{ ref('stg_shop__orders') }}
+    where _dlt_load_id > {{ load_watermark() }}
+{%- endmacro %}

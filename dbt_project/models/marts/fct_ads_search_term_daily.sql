@@ -17,9 +17,7 @@ final as (
         clicks,
         conversions,
         conversions_value,
-        clicks / nullif(impressions, 0) as click_through_rate,
-        cost / nullif(clicks, 0) as cost_per_click,
-        conversions_value / nullif(cost, 0) as return_on_ad_spend
+        {{ ads_ratios() }}
     from search_terms
 )
 

@@ -3,7 +3,8 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='date_day',
-        on_schema_change='fail'
+        on_schema_change='fail',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where date_day in ({{ changed_order_days('fct_order_lines') }}){% endif %}"
     )
 }}
 
@@ -12,20 +13,17 @@
 -- (unique_key date_day) holding a line fct_order_lines rebuilt from a newer load, so a
 -- variant that drops out of a day (its order cancelled) disappears as on a full refresh.
 
+-- The pre-hook empties the days about to be recomputed first: delete+insert alone replaces
+-- only days the new batch has rows for, so a day whose last row went away (its only order
+-- cancelled or turned into a test order) would keep its stale rows.
+
 -- depends_on: {{ ref('stg_shop__orders') }}
 
 with
 
 {% if is_incremental() %}
 changed_days as (
-    select order_date
-    from {{ ref('fct_order_lines') }}
-    where _source_load_id > {{ load_watermark() }}
-    union
-    -- days of reloaded raw orders, including ones fct_order_lines now leaves out (test orders)
-    select {{ order_date('processed_at', 'created_at') }}
-    from {{ ref('stg_shop__orders') }}
-    where _dlt_load_id > {{ load_watermark() }}
+    {{ changed_order_days('fct_order_lines') }}
 ),
 {% endif %}
 

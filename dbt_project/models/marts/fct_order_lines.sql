@@ -18,14 +18,7 @@ with
 
 {% if is_incremental() %}
 changed_orders as (
-    select order_id from {{ ref('stg_shop__orders') }}
-    where _dlt_load_id > {{ load_watermark() }}
-    union
-    select order_id from {{ ref('stg_shop__order_line_items') }}
-    where _dlt_load_id > {{ load_watermark() }}
-    union
-    select order_id from {{ ref('stg_shop__order_refund_line_items') }}
-    where _dlt_load_id > {{ load_watermark() }}
+    {{ changed_order_ids() }}
     union
     select lines.order_id
     from {{ ref('stg_shop__order_line_items') }} as lines

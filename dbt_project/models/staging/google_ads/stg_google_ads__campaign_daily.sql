@@ -10,11 +10,7 @@ renamed as (
         campaign_status,
         campaign_advertising_channel_type as advertising_channel_type,
         (campaign_budget_amount_micros / 1e6)::decimal(18, 6) as daily_budget,
-        (metrics_cost_micros / 1e6)::decimal(18, 6) as cost,
-        metrics_impressions as impressions,
-        metrics_clicks as clicks,
-        metrics_conversions as conversions,
-        metrics_conversions_value as conversions_value,
+        {{ google_ads_metrics() }},
         metrics_search_impression_share as search_impression_share,
         metrics_search_budget_lost_impression_share as search_budget_lost_impression_share,
         _dlt_load_id

@@ -11,11 +11,7 @@ renamed as (
         -- (Google Ads reports it lower case); other offer ids give nulls.
         try_cast(nullif(regexp_extract(segments_product_item_id, '^shopify_[a-z]{2}_([0-9]+)_([0-9]+)$', 1, 'i'), '') as bigint) as product_id,
         try_cast(nullif(regexp_extract(segments_product_item_id, '^shopify_[a-z]{2}_([0-9]+)_([0-9]+)$', 2, 'i'), '') as bigint) as variant_id,
-        (metrics_cost_micros / 1e6)::decimal(18, 6) as cost,
-        metrics_impressions as impressions,
-        metrics_clicks as clicks,
-        metrics_conversions as conversions,
-        metrics_conversions_value as conversions_value,
+        {{ google_ads_metrics() }},
         _dlt_load_id
     from source
 )
