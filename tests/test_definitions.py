@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -58,3 +59,24 @@ def test_tenants_are_partitions_and_tests_are_checks(defs):
     checks = graph.asset_check_keys
     assert any(c.asset_key == dg.AssetKey(["marts", "fct_orders"]) for c in checks)
     assert defs.get_schedule_def("daily_tenant_refresh").cron_schedule == "0 4 * * *"
+
+
+def test_daily_schedule_requests_one_run_per_tenant_with_its_sources(defs, data_dir):
+    from cleargro_pipeline import tenants
+
+    tenants.add("synced", {"shop": {"kind": "demo", "size": "small"}})
+    tenants.add("imports-only")
+    with dg.instance_for_test() as instance:
+        schedule = defs.get_schedule_def("daily_tenant_refresh")
+        context = dg.build_schedule_context(
+            instance=instance, repository_def=defs.get_repository_def(),
+            scheduled_execution_time=datetime(2026, 11, 28, 4))
+        requests = {r.partition_key: r for r in schedule.evaluate_tick(context).run_requests}
+        assert set(requests) == {"synced", "imports-only"}
+        assert set(instance.get_dynamic_partitions("tenants")) == {"synced", "imports-only"}
+    synced = {k.path[0] for k in requests["synced"].asset_selection}
+    assert synced == {"raw_shop", "staging", "intermediate", "marts"}
+    assert {k.path[0] for k in requests["imports-only"].asset_selection} == {
+        "staging", "intermediate", "marts"}
+    assert requests["synced"].tags["cleargro/tenant"] == "synced"
+    assert requests["synced"].run_key == "synced:2026-11-28"

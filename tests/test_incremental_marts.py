@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from test_cli import cleargro
 
-from cleargro_pipeline import bootstrap, warehouse
+from cleargro_pipeline import bootstrap, keys, verify_at_rest, warehouse
 from cleargro_pipeline.settings import DBT_PROJECT_DIR
 
 INCREMENTAL = ("fct_orders", "fct_order_lines", "fct_daily_sales", "fct_daily_variant_sales")
@@ -55,7 +56,7 @@ def _full_refresh(tenant, target: Path):
             [str(Path(sys.executable).with_name("dbt")), "build", "--full-refresh", "--target", "tenant",
              "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
              "--target-path", str(target), "--log-path", str(target)],
-            env={**__import__("os").environ, **env}, capture_output=True, text=True)
+            env={**os.environ, **env}, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
 
 
@@ -85,3 +86,9 @@ def test_incremental_run_equals_full_refresh(data_dir, tmp_path, shopify_fixture
 
     _full_refresh("acme", tmp_path / "dbt-target")
     assert _marts("acme") == incremental
+
+    # dbt's target/ and log of that run (kept here, unlike the pipeline's) hold SQL and
+    # results, but neither the data key nor any key-shaped value of it.
+    key = keys.unwrap_tenant_key("acme", "data", "test").hex()
+    assert (tmp_path / "dbt-target" / "dbt.log").stat().st_size > 0
+    assert verify_at_rest.scan([tmp_path / "dbt-target"], [key]) == []

@@ -141,3 +141,23 @@ def test_loader_killed_mid_load_leaves_nothing_and_reruns_clean(demo, canaries, 
     assert rerun.returncode == 0, output
     _assert_no_duplicates(_counts(demo))
     assert _scan(canaries) == []
+
+
+def test_multiprocess_executor_serialises_writers_of_one_tenant(demo):
+    # The three loaders start side by side in their own processes; the tenant's lock makes
+    # them take turns instead of failing on DuckDB's single-writer file lock.
+    from cleargro_pipeline.orchestration.jobs import tenant_selection
+    from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
+    from cleargro_pipeline.orchestration.runner import tenant_refresh_job
+
+    instance = dg.DagsterInstance.get()
+    sync_tenant_partitions(instance)
+    result = dg.execute_job(
+        dg.reconstructable(tenant_refresh_job), instance=instance,
+        asset_selection=tenant_selection(demo), tags={"dagster/partition": demo},
+        run_config={"execution": {"config": {"multiprocess": {"max_concurrent": 3}}}})
+    assert result.success
+    starts = [e for e in result.all_events if e.event_type_value == "STEP_START"]
+    assert {e.step_key for e in starts} >= {"load_raw_shop", "load_raw_ga4", "load_raw_google_ads"}
+    assert len({e.pid for e in starts}) >= 3, "steps ran in separate processes"
+    _assert_no_duplicates(_counts(demo))

@@ -55,3 +55,11 @@ def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
     return {stats.step_key: round(stats.end_time - stats.start_time, 2)
             for stats in instance.get_run_step_stats(run_id)
             if stats.end_time and stats.start_time}
+
+
+def tenant_refresh_job() -> dg.JobDefinition:
+    """The job, rebuilt by name in other processes (Dagster's `reconstructable`), for
+    runs with the multiprocess executor outside a workspace."""
+    from cleargro_pipeline.definitions import defs
+
+    return defs.resolve_job_def("tenant_refresh")
