@@ -60,8 +60,20 @@ def tenants_add(name: str, demo_size: str | None) -> None:
     """Register a tenant and create its keys."""
     sources = _demo_sources(demo_size) if demo_size else {}
     tenant = tenants.add(name, sources)
+    _register_partitions()
     feeds = ", ".join(tenant.sources) or "none; load data with `cleargro import`"
     click.echo(f"added tenant '{tenant.name}' (sources: {feeds})")
+
+
+def _register_partitions() -> None:
+    """Show the tenant in the Dagster UI at once (its partition), not only after a first run."""
+    import dagster as dg
+
+    from cleargro_pipeline import bootstrap
+    from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
+
+    bootstrap.dagster_home()
+    sync_tenant_partitions(dg.DagsterInstance.get())
 
 
 @tenants_group.command(name="list")

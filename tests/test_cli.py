@@ -27,6 +27,9 @@ def test_tenants_add_list_show(data_dir):
                                                          ["shop-two", "ga4,google_ads,shop"]]
     shown = cleargro("tenants", "show", "shop-two").stdout
     assert '"kind": "demo"' in shown and "warehouse.duckdb" in shown
+    import dagster as dg
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME of this test's data/
+        assert set(instance.get_dynamic_partitions("tenants")) == {"shop-one", "shop-two"}
     registry = (data_dir / "registry").rglob("*")
     assert sorted(p.name for p in registry if p.is_file()) == ["keys.json", "keys.json",
                                                                 "tenant.json", "tenant.json"]

@@ -47,7 +47,7 @@ def test_plain_file(tmp_path):
 def test_gzip_file(tmp_path):
     data = gzip.compress(NOISE + CANARY.encode() + NOISE)
     assert CANARY.encode() not in data
-    write(tmp_path / "load" / "part.jsonl.gz", data)
+    write(tmp_path / "jobs" / "part.jsonl.gz", data)
     assert details(scan([tmp_path], [CANARY])) == ["canary #1 (utf-8) at inside gzip"]
 
 
