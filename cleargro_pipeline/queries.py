@@ -8,8 +8,6 @@ import polars as pl
 
 from cleargro_pipeline import audit, warehouse
 
-LAYERS = ("raw_shop", "raw_ga4", "raw_google_ads", "staging", "marts")
-
 
 def table_row_counts(tenant: str) -> dict[str, int]:
     """Rows per table in the raw and mart layers (views in staging are not counted)."""

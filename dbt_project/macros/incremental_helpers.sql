@@ -38,3 +38,10 @@
     from {{ ref('stg_shop__orders') }}
     where _dlt_load_id > {{ load_watermark() }}
 {%- endmacro %}
+
+{#- Post-hook of the order facts: drop orders that became test orders, which a
+    delete+insert batch (built from non-test orders only) cannot remove. -#}
+{% macro delete_test_orders() -%}
+    delete from {{ this }}
+    where order_id in (select order_id from {{ ref('stg_shop__orders') }} where is_test)
+{%- endmacro %}

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='fail',
-        post_hook="delete from {{ this }} where order_id in (select order_id from {{ ref('stg_shop__orders') }} where is_test)"
+        post_hook="{{ delete_test_orders() }}"
     )
 }}
 
