@@ -123,6 +123,36 @@ def run(tenant: str) -> None:
         click.echo(f"  {step}: {seconds:.1f} s")
 
 
+@cli.command(name="dbt", context_settings={"ignore_unknown_options": True})
+@click.option("--tenant", required=True)
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+def dbt_(tenant: str, dbt_args: tuple[str, ...]) -> None:
+    """Run dbt against one tenant's warehouse (dev): `cleargro dbt --tenant T -- build -s m`.
+
+    The key reaches dbt through its environment only; target/ and logs/ live in a
+    per-invocation working folder that is removed afterwards.
+    """
+    import os
+    import subprocess
+    import uuid
+
+    from cleargro_pipeline import warehouse
+    from cleargro_pipeline.settings import DBT_PROJECT_DIR
+
+    tenants.get(tenant)
+    work = paths().tenant_work(tenant) / "dbt" / f"cli-{uuid.uuid4().hex}"
+    dbt = Path(sys.executable).with_name("dbt")
+    try:
+        with warehouse.dbt_session(tenant) as env:
+            completed = subprocess.run(
+                [str(dbt), *dbt_args, "--project-dir", str(DBT_PROJECT_DIR),
+                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(work / "target")],
+                env={**os.environ, **env, "DBT_LOG_PATH": str(work / "logs")}, check=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(completed.returncode)
+
+
 @cli.command(name="import")
 @click.option("--tenant", required=True)
 @click.option("--from", "directory", required=True,
@@ -148,9 +178,10 @@ def import_(tenant: str, directory: Path) -> None:
 def demo(size: str) -> None:
     """Create the demo tenant if missing, generate its data and materialize everything."""
     from cleargro_pipeline import bootstrap, queries
+
+    bootstrap.init()  # before importing the job: it reads the dbt manifest init writes
     from cleargro_pipeline.orchestration.runner import materialize_tenant
 
-    bootstrap.init()
     if not tenants.exists(DEMO_TENANT):
         tenants.add(DEMO_TENANT, _demo_sources(size))
     elif tenants.get(DEMO_TENANT).sources.get("shop", {}).get("size") != size:

@@ -29,7 +29,7 @@ from typing import Any
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
-SYSTEMS = ("shop", "ga4", "google_ads")
+SYSTEMS = ("shop", "ga4", "google_ads", "app")
 
 
 class IngestError(CleargroError):

@@ -17,7 +17,7 @@ from cleargro_pipeline import audit, keys
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import TENANT_NAME, paths
 
-SOURCE_NAMES = ("shop", "ga4", "google_ads")
+SOURCE_NAMES = ("shop", "ga4", "google_ads", "app")
 
 
 class UnknownTenant(CleargroError):

@@ -16,6 +16,7 @@ US_PER_HOUR = 3_600_000_000
 RAW_IDENTIFIERS = {
     ("raw_shop", "orders"): [("customer_id", pa.int64()), ("email", pa.string()),
                              ("phone", pa.string()), ("browser_ip", pa.string())],
+    ("raw_app", "app_events"): [("user_id", pa.string())],
     ("raw_shop", "customers"): [("id", pa.int64()), ("email", pa.string()),
                                 ("first_name", pa.string()), ("last_name", pa.string()),
                                 ("phone", pa.string())],

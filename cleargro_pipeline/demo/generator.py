@@ -23,7 +23,7 @@ from cleargro_pipeline.sources.contract import TABLES
 from . import ads, ga4, orders, words
 from .calendar import HOUR, OUTAGE_KEEP, Calendar, build_calendar
 from .catalog import CATEGORY_NAMES, Catalog, build_catalog, customer_ids, shopper_identity, size_spec
-from .columns import US_PER_DAY, US_PER_HOUR, build, money, strings, ts
+from .columns import US_PER_DAY, US_PER_HOUR, build, delivered_schema, money, strings, ts
 from .truth import PlantedSituation, ground_truth
 
 MONTHLY = {("raw_shop", "orders"), ("raw_shop", "order_line_items"), ("raw_shop", "order_refund_line_items"),
@@ -321,6 +321,16 @@ class DemoShop:
             "country_code": pa.array(cat.location_country), "active": pa.array(np.ones(n, bool)),
             "created_at": ts(created), "updated_at": ts(created + 30 * US_PER_DAY),
         })
+
+    # Placeholders until the history and behaviour streams are generated: empty tables.
+    def _variant_price_history(self) -> pa.Table:
+        return pa.Table.from_pylist([], schema=delivered_schema("raw_shop", "variant_price_history"))
+
+    def _inventory_level_history(self) -> pa.Table:
+        return pa.Table.from_pylist([], schema=delivered_schema("raw_shop", "inventory_level_history"))
+
+    def _app_events(self) -> pa.Table:
+        return pa.Table.from_pylist([], schema=delivered_schema("raw_app", "app_events"))
 
     def _customers(self, m: int) -> pa.Table:
         """Customers whose first order falls in month m."""

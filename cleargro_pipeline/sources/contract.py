@@ -42,6 +42,7 @@ def _t(dataset, name, fields, primary_key, cursor, pseudonymised=()):
 SHOP = "raw_shop"
 GA4 = "raw_ga4"
 GOOGLE_ADS = "raw_google_ads"
+APP = "raw_app"
 
 TABLES: tuple[RawTable, ...] = (
     # --- shop (Shopify Admin objects, flattened) ---
@@ -90,6 +91,16 @@ TABLES: tuple[RawTable, ...] = (
         ("line_item_id", pa.int64()), ("quantity", pa.int64()), ("subtotal", MONEY),
         ("created_at", TS), ("order_updated_at", TS),
     ], ["id"], "order_updated_at"),
+    # Daily history the shop does not keep: a row per change ("from valid_from on, the
+    # value was ..."). dbt snapshots extend it on every sync; onboarding backfills it
+    # (the demo generator supplies two years; a merchant may export it from a stock app).
+    _t(SHOP, "variant_price_history", [
+        ("variant_id", pa.int64()), ("price", MONEY), ("compare_at_price", MONEY), ("valid_from", TS),
+    ], ["variant_id", "valid_from"], "valid_from"),
+    _t(SHOP, "inventory_level_history", [
+        ("inventory_item_id", pa.int64()), ("location_id", pa.int64()), ("available", pa.int64()),
+        ("valid_from", TS),
+    ], ["inventory_item_id", "location_id", "valid_from"], "valid_from"),
     _t(SHOP, "customers", [
         ("customer_pseudonym", pa.string()), ("created_at", TS), ("updated_at", TS),
         ("orders_count", pa.int64()), ("total_spent", MONEY), ("state", pa.string()),
@@ -140,9 +151,17 @@ TABLES: tuple[RawTable, ...] = (
         ("metrics.clicks", pa.int64()), ("metrics.conversions", pa.float64()),
         ("metrics.conversions_value", pa.float64()),
     ], ["segments.date", "ad_group.id", "search_term_view.search_term"], "segments.date"),
+
+    # --- our own app: what merchants' users do with opportunities (the feedback loop) ---
+    _t(APP, "app_events", [
+        ("ts", TS), ("user_pseudonym", pa.string()), ("event", pa.string()),
+        ("opportunity_id", pa.string()),
+    ], ["ts", "user_pseudonym", "event", "opportunity_id"], "ts",
+        pseudonymised=[("user_id", "user_pseudonym")]),
 )
 
-SOURCES = {"shop": SHOP, "ga4": GA4, "google_ads": GOOGLE_ADS}
+APP_EVENTS = ("opportunity_viewed", "opportunity_dismissed", "opportunity_actioned", "report_opened")
+SOURCES = {"shop": SHOP, "ga4": GA4, "google_ads": GOOGLE_ADS, "app": APP}
 BY_KEY = {(t.dataset, t.name): t for t in TABLES}
 
 
