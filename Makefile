@@ -1,6 +1,6 @@
 # Every target sets up what it needs itself: uv (installed from PyPI if missing), .venv from
 # uv.lock, DuckDB's httpfs extension, the local demo master key, DAGSTER_HOME, the dbt manifest.
-.PHONY: setup demo test dev bench clean
+.PHONY: setup demo test dev bench eval clean
 
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
@@ -16,6 +16,13 @@ demo: setup
 	.venv/bin/cleargro demo --size $(or $(SIZE),small)
 
 test: setup
+	@# The report tests open the rendered page in headless Chromium (Debian's package; Playwright
+	@# drives it, and never downloads a browser of its own).
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 	.venv/bin/python -m pytest
 
 dev: setup
@@ -23,6 +30,9 @@ dev: setup
 
 bench: setup
 	.venv/bin/python -m cleargro_pipeline.bench --size $(or $(SIZE),medium)
+
+eval: setup
+	.venv/bin/python -m cleargro_pipeline.evaluation --size $(or $(SIZE),small)
 
 clean:
 	rm -rf data/keys data/registry data/audit data/tenants data/work data/dagster_home dbt_project/target

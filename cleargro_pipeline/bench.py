@@ -1,12 +1,14 @@
 """`make bench`: ingest throughput against raw DuckDB, end-to-end time and peak memory.
 
 Ends with one line:
-    bench: ingest_vs_duckdb=<ratio> e2e_<size>_s=<seconds> peak_rss_mb=<MB>
+    bench: ingest_vs_duckdb=<ratio> e2e_<size>_s=<seconds> peak_rss_mb=<MB> dbt_full_s=<s> dbt_daily_s=<s>
 The ratio compares the project's bulk ingest rate (minimise + dlt extract, normalise and
 load into an encrypted warehouse) with a raw DuckDB `CREATE TABLE AS` of the same Arrow
 tables (every raw table of the demo shop) into an encrypted file, both measured in this
 run, three times each, medians compared. The end-to-end time is `cleargro run` of a fresh
 demo tenant of that size; peak RSS is the largest process of that run (loader, dbt, Dagster).
+dbt_full_s is that run's dbt step (two years of history); dbt_daily_s the dbt step of the
+next day's run, when only one day of new rows arrives: incremental models make it small.
 """
 
 from __future__ import annotations
@@ -89,21 +91,35 @@ def _project_ingest_rate(tables: dict[tuple[str, str], pa.Table], attempt: int) 
     return rows / elapsed
 
 
-def _end_to_end_seconds(size: str) -> float:
-    """`cleargro run` of a fresh demo tenant, as its own process: generation, the three
-    loads, every dbt model and test, recorded in the Dagster instance."""
-    from cleargro_pipeline import tenants
-
-    tenants.add("bench_e2e", {s: {"kind": "demo", "size": size, "seed": 7}
-                              for s in tenants.SOURCE_NAMES})
+def _cleargro_run(tenant: str) -> tuple[float, dict[str, float]]:
+    """`cleargro run` as its own process; its wall time and seconds per step."""
     cleargro = str(Path(sys.executable).with_name("cleargro"))
     started = time.perf_counter()
-    run = subprocess.run([cleargro, "run", "--tenant", "bench_e2e"], capture_output=True, text=True)
+    run = subprocess.run([cleargro, "run", "--tenant", tenant], capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if run.returncode:
-        raise SystemExit(f"bench: end-to-end run failed:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
-    print("\n".join(line for line in run.stdout.splitlines() if line.startswith("  ")))
-    return elapsed
+        raise SystemExit(f"bench: run of {tenant} failed:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
+    steps = dict(line.strip().rstrip(" s").split(": ") for line in run.stdout.splitlines()
+                 if line.startswith("  ") and ": " in line)
+    return elapsed, {step: float(seconds) for step, seconds in steps.items()}
+
+
+def _end_to_end_and_daily(size: str) -> tuple[float, dict[str, float], dict[str, float]]:
+    """A fresh demo tenant synced as of the day before (generation, loads, every dbt model
+    and test, recorded in the Dagster instance), then the next day's run: only that day's
+    rows arrive, so the second run's dbt time shows what a daily run costs."""
+    from cleargro_pipeline import tenants
+
+    tenants.add("bench_e2e", {s: {"kind": "demo", "size": size, "seed": 7, "hold_back_days": 1}
+                              for s in tenants.SOURCE_NAMES})
+    e2e, first_steps = _cleargro_run("bench_e2e")
+    for system in tenants.SOURCE_NAMES:
+        tenants.configure_source("bench_e2e", system, {"kind": "demo", "size": size, "seed": 7})
+    _, daily_steps = _cleargro_run("bench_e2e")
+    for label, steps in (("first run (history up to the day before)", first_steps),
+                         ("daily run (one new day)", daily_steps)):
+        print(f"{label}: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items()))
+    return e2e, first_steps, daily_steps
 
 
 def main() -> None:
@@ -115,7 +131,7 @@ def main() -> None:
                        "DAGSTER_HOME": str(scratch / "data" / "dagster_home"),
                        "CLEARGRO_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()})
     try:
-        e2e = _end_to_end_seconds(args.size)
+        e2e, first_steps, daily_steps = _end_to_end_and_daily(args.size)
         peak_rss = _children_peak_rss_mb()
         tables = _bench_tables(args.size)
         rows = sum(t.num_rows for t in tables.values())
@@ -130,7 +146,8 @@ def main() -> None:
         print(f"ingest of {rows:,} rows (median of {ATTEMPTS}): project {project_rate:,.0f} rows/s, "
               f"raw DuckDB CTAS {duckdb_rate:,.0f} rows/s")
         print(f"bench: ingest_vs_duckdb={project_rate / duckdb_rate:.2f} "
-              f"e2e_{args.size}_s={e2e:.1f} peak_rss_mb={peak_rss:.0f}")
+              f"e2e_{args.size}_s={e2e:.1f} peak_rss_mb={peak_rss:.0f} "
+              f"dbt_full_s={first_steps['dbt_models']:.1f} dbt_daily_s={daily_steps['dbt_models']:.1f}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

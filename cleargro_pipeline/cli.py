@@ -89,6 +89,27 @@ def tenants_show(name: str) -> None:
     click.echo(json.dumps({**tenant.__dict__, "warehouse": str(paths().warehouse(name))}, indent=2))
 
 
+@tenants_group.command(name="configure")
+@click.argument("name")
+@click.option("--set", "settings", multiple=True, metavar="SETTING=VALUE",
+              help="Override an opportunity-rule setting, e.g. --set target_roas=3.5 (repeatable).")
+@click.option("--unset", multiple=True, metavar="SETTING", help="Restore a setting's default.")
+def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...]) -> None:
+    """Change a tenant's settings; the next run uses them."""
+    values = {}
+    for item in settings:
+        setting, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected SETTING=VALUE, got {item!r}", param_hint="--set")
+        values[setting.strip()] = value.strip()
+    tenant = tenants.configure_insights(name, values, unset)
+    defaults = tenants.insight_defaults()
+    for setting, value in sorted(tenant.insights.items()):
+        click.echo(f"{setting} = {value:g} (default {defaults[setting]:g})")
+    if not tenant.insights:
+        click.echo("all insight settings at their defaults")
+
+
 def _demo_sources(size: str) -> dict[str, dict]:
     return {system: {"kind": "demo", "size": size, "seed": 7}
             for system in tenants.SOURCE_NAMES}
@@ -142,6 +163,8 @@ def dbt_(tenant: str, dbt_args: tuple[str, ...]) -> None:
     tenants.get(tenant)
     work = paths().tenant_work(tenant) / "dbt" / f"cli-{uuid.uuid4().hex}"
     dbt = Path(sys.executable).with_name("dbt")
+    if dbt_args and "--vars" not in dbt_args:  # the tenant's settings, as a scheduled run gets them
+        dbt_args = (*dbt_args, "--vars", json.dumps(tenants.dbt_vars(tenant)))
     try:
         with warehouse.dbt_session(tenant) as env:
             completed = subprocess.run(
@@ -187,10 +210,19 @@ def demo(size: str) -> None:
     elif tenants.get(DEMO_TENANT).sources.get("shop", {}).get("size") != size:
         raise click.ClickException(
             f"tenant '{DEMO_TENANT}' exists with another demo size; remove data/ to start over")
+    from cleargro_pipeline import reports
+    from cleargro_pipeline.orchestration.runner import materialize_report
+
     started = time.monotonic()
     summary = materialize_tenant(DEMO_TENANT)
+    week = reports.latest_complete_week(DEMO_TENANT)
+    materialize_report(DEMO_TENANT, week)
     elapsed = time.monotonic() - started
     _print_summary(summary, queries.table_row_counts(DEMO_TENANT), elapsed)
+    _print_opportunities(DEMO_TENANT, queries.top_opportunities(DEMO_TENANT, limit=5))
+    click.echo(f"\nLatest weekly report ({week}), stored encrypted in the warehouse. Export it:")
+    click.echo(f"  .venv/bin/cleargro report --tenant {DEMO_TENANT} --period {week} "
+               f"--out {DEMO_TENANT}-{week}.html")
 
 
 def _print_summary(summary, counts: dict[str, int], elapsed: float) -> None:  # type: ignore[no-untyped-def]
@@ -207,6 +239,37 @@ def _print_summary(summary, counts: dict[str, int], elapsed: float) -> None:  # 
     echo("\nOpen the Dagster UI:  make dev   (http://127.0.0.1:3000)")
     echo(f"Query as an analyst:  .venv/bin/cleargro sql --tenant {summary.tenant} "
          "\"select * from marts.fct_daily_sales order by date_day desc limit 7\"")
+
+
+def _print_opportunities(tenant: str, top: list[dict]) -> None:
+    echo = click.echo
+    if not top:
+        echo("\nNo open opportunities.")
+        return
+    echo(f"\nTop opportunities (as of {top[0]['as_of_date']}):")
+    for o in top:
+        per = "/month" if o["impact_kind"] == "monthly" else " once"
+        echo(f"  {o['priority']:>2}. {o['opportunity_type']:<36} {o['entity_id']:<28} "
+             f"{o['impact_amount']:>10,.2f} {o['currency']}{per}")
+        echo(f"      {o['explanation']}")
+    echo(f"  All of them: .venv/bin/cleargro sql --tenant {tenant} "
+         "\"select * from insights.opportunities order by priority\"")
+
+
+@cli.command()
+@click.option("--tenant", required=True)
+@click.option("--period", required=True, help="An ISO week (2026-W47) or a month (2026-11).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the plaintext copy (the stored report stays encrypted).")
+@click.option("--format", "fmt", type=click.Choice(["html", "pdf"]), default="html",
+              show_default=True)
+def report(tenant: str, period: str, out: Path, fmt: str) -> None:
+    """Write a tenant's weekly or monthly report to FILE (rendered first if not stored yet; audited)."""
+    tenants.get(tenant)
+    from cleargro_pipeline import reports
+
+    written = reports.export_report(tenant, period, out, fmt=fmt)
+    click.echo(f"report {period} of tenant '{tenant}' written to {written} (plaintext: keep it safe)")
 
 
 @cli.command()

@@ -8,12 +8,15 @@ from dagster_dbt import DbtCliResource
 
 from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
 from cleargro_pipeline.orchestration.jobs import daily_tenant_refresh, tenant_refresh
+from cleargro_pipeline.orchestration.reporting import (
+    monthly_report, monthly_report_schedule, monthly_reports, weekly_report,
+    weekly_report_schedule, weekly_reports)
 from cleargro_pipeline.orchestration.transformation import dbt_models, dbt_project
 
 defs = dg.Definitions(
-    assets=[*RAW_ASSETS, dbt_models],
-    jobs=[tenant_refresh],
-    schedules=[daily_tenant_refresh],
+    assets=[*RAW_ASSETS, dbt_models, weekly_report, monthly_report],
+    jobs=[tenant_refresh, weekly_reports, monthly_reports],
+    schedules=[daily_tenant_refresh, weekly_report_schedule, monthly_report_schedule],
     # dbt from this interpreter's environment, whatever PATH says.
     resources={"dbt": DbtCliResource(project_dir=dbt_project,
                                      dbt_executable=str(Path(sys.executable).with_name("dbt")))},

@@ -27,3 +27,17 @@ def analyst_query(tenant: str, sql: str) -> pl.DataFrame:
     audit.append("sql_query", tenant=tenant, purpose="query", sql_sha256=digest)
     with warehouse.open_warehouse(tenant, purpose="query", read_only=True) as conn:
         return conn.sql(sql).pl()
+
+
+def top_opportunities(tenant: str, limit: int = 5) -> list[dict]:
+    """The open opportunities first in line (priority 1 first); [] before insights exist."""
+    with warehouse.open_warehouse(tenant, purpose="summary", read_only=True) as conn:
+        exists = conn.execute("select count(*) from duckdb_tables() where database_name = ? and "
+                              "schema_name = 'insights' and table_name = 'opportunities'",
+                              [warehouse.ALIAS]).fetchone()[0]
+        if not exists:
+            return []
+        return conn.execute(
+            "select priority, opportunity_type, entity_id, impact_amount::double as impact_amount, "
+            "impact_kind, currency, explanation, as_of_date from insights.opportunities "
+            "where priority is not null order by priority limit ?", [limit]).pl().to_dicts()

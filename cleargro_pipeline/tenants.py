@@ -15,7 +15,7 @@ from typing import Any
 
 from cleargro_pipeline import audit, keys
 from cleargro_pipeline.errors import CleargroError
-from cleargro_pipeline.settings import TENANT_NAME, paths
+from cleargro_pipeline.settings import DBT_PROJECT_DIR, TENANT_NAME, paths
 
 SOURCE_NAMES = ("shop", "ga4", "google_ads", "app")
 
@@ -28,6 +28,10 @@ class InvalidTenantName(CleargroError, ValueError):
     pass
 
 
+class InvalidSetting(CleargroError, ValueError):
+    pass
+
+
 @dataclass
 class Tenant:
     name: str
@@ -36,6 +40,8 @@ class Tenant:
     # A source absent here is not synced; data may still arrive by file drop.
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     currency: str = "USD"
+    # Overrides of the opportunity-rule settings (dbt vars; defaults in dbt_project.yml).
+    insights: dict[str, int | float] = field(default_factory=dict)
 
 
 def validate_name(name: str) -> str:
@@ -81,6 +87,56 @@ def get(name: str) -> Tenant:
         raise UnknownTenant(f"unknown tenant '{name}' (known tenants: {known}); "
                             f"add it with `cleargro tenants add {name}`")
     return Tenant(**json.loads(config.read_text()))
+
+
+def configure_source(name: str, system: str, config: dict[str, Any]) -> Tenant:
+    """Set how one source of the tenant is synced (replaces its configuration)."""
+    if system not in SOURCE_NAMES:
+        raise InvalidSetting(f"unknown source {system!r}; sources are {', '.join(SOURCE_NAMES)}")
+    tenant = get(name)
+    tenant.sources[system] = dict(config)
+    _write(tenant)
+    audit.append("tenant_configured", tenant=name, source=system)
+    return tenant
+
+
+def insight_defaults() -> dict[str, float]:
+    """The opportunity-rule settings and their defaults, as dbt_project.yml declares them."""
+    import yaml
+
+    declared = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    return {name: value for name, value in declared.items() if name != "tenant"}
+
+
+def configure_insights(name: str, values: dict[str, str], unset: tuple[str, ...] = ()) -> Tenant:
+    """Override (or with `unset`, restore the default of) opportunity-rule settings."""
+    tenant = get(name)
+    defaults = insight_defaults()
+    for setting in [*values, *unset]:
+        if setting not in defaults:
+            raise InvalidSetting(f"unknown insight setting {setting!r}; settings: {', '.join(defaults)}")
+    for setting, text in values.items():
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidSetting(f"insight setting {setting} must be a number, not {text!r}") from None
+        if value < 0:
+            raise InvalidSetting(f"insight setting {setting} must not be negative")
+        if isinstance(defaults[setting], int):  # day counts stay whole: dates add integers
+            if not value.is_integer():
+                raise InvalidSetting(f"insight setting {setting} must be a whole number, not {text!r}")
+            value = int(value)
+        tenant.insights[setting] = value
+    for setting in unset:
+        tenant.insights.pop(setting, None)
+    _write(tenant)
+    audit.append("tenant_configured", tenant=name, insights=sorted(tenant.insights))
+    return tenant
+
+
+def dbt_vars(name: str) -> dict[str, Any]:
+    """The vars a dbt run of this tenant gets: its name (part of opportunity ids) and overrides."""
+    return {"tenant": name, **get(name).insights}
 
 
 def exists(name: str) -> bool:

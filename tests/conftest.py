@@ -40,3 +40,35 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def tenant(data_dir: Path) -> str:
     tenants.add("acme")
     return "acme"
+
+
+@pytest.fixture(scope="session")
+def built_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The small demo tenant 'demo', materialized once per session through Dagster.
+
+    Returns the environment that points at it; use `demo_env` to enter it. Tests that
+    only read (eval, reports, dbt unit tests) share it instead of rebuilding it.
+    """
+    data = tmp_path_factory.mktemp("built_demo") / "data"
+    env = {"CLEARGRO_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home"),
+           keys.MASTER_KEY_ENV: base64.b64encode(os.urandom(32)).decode(),
+           "CLEARGRO_PRINCIPAL": "pytest"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        from cleargro_pipeline import bootstrap
+        from cleargro_pipeline.orchestration.runner import materialize_tenant
+
+        bootstrap.init()
+        tenants.add("demo", {s: {"kind": "demo", "size": "small", "seed": 7}
+                             for s in tenants.SOURCE_NAMES})
+        materialize_tenant("demo")
+    return env
+
+
+@pytest.fixture
+def demo_env(built_demo: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Enter the shared demo's environment; returns the tenant name."""
+    for name, value in built_demo.items():
+        monkeypatch.setenv(name, value)
+    return "demo"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def test_tenants_add_list_show(data_dir):
     assert cleargro("tenants", "add", "shop-two", "--demo", "small").returncode == 0
     listed = cleargro("tenants", "list").stdout.splitlines()
     assert [line.split("\t")[:2] for line in listed] == [["shop-one", "-"],
-                                                         ["shop-two", "ga4,google_ads,shop"]]
+                                                         ["shop-two", "app,ga4,google_ads,shop"]]
     shown = cleargro("tenants", "show", "shop-two").stdout
     assert '"kind": "demo"' in shown and "warehouse.duckdb" in shown
     import dagster as dg
@@ -40,6 +41,9 @@ def test_tenants_add_list_show(data_dir):
     (("tenants", "add", "Bad Name"), "error: invalid tenant name 'Bad Name'"),
     (("sql", "--tenant", "ghost", "select 1"), "error: unknown tenant 'ghost'"),
     (("run", "--tenant", "ghost"), "error: unknown tenant 'ghost'"),
+    (("tenants", "configure", "ghost", "--set", "target_roas=3"), "error: unknown tenant 'ghost'"),
+    (("report", "--tenant", "ghost", "--period", "2026-W47", "--out", "x.html"),
+     "error: unknown tenant 'ghost'"),
 ])
 def test_bad_input_gets_a_clear_error(data_dir, args, message):
     result = cleargro(*args)
@@ -74,3 +78,28 @@ def test_audit_verify_command(data_dir):
     log.write_text(log.read_text().replace('"tenant_added"', '"tenant_removed"'))
     broken = cleargro("audit", "verify")
     assert broken.returncode == 2 and "line 2 (seq 2)" in broken.stderr
+
+
+def test_tenant_insight_settings_reach_dbt_and_are_validated(data_dir):
+    from cleargro_pipeline import tenants
+    from cleargro_pipeline.orchestration.transformation import dbt_build_args
+
+    assert cleargro("tenants", "add", "acme").returncode == 0
+    changed = cleargro("tenants", "configure", "acme", "--set", "target_roas=3.5",
+                       "--set", "lead_time_days=21")
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.splitlines() == ["lead_time_days = 21 (default 14)",
+                                           "target_roas = 3.5 (default 4)"]
+    args = dbt_build_args("acme")
+    assert json.loads(args[args.index("--vars") + 1]) == {
+        "tenant": "acme", "target_roas": 3.5, "lead_time_days": 21}
+    assert "unit_test" in args  # excluded from tenant runs: they run in the test suite
+    for bad, message in ((("--set", "no_such=1"), "unknown insight setting 'no_such'"),
+                         (("--set", "target_roas=high"), "must be a number, not 'high'"),
+                         (("--set", "target_roas"), "expected SETTING=VALUE"),
+                         (("--set", "lead_time_days=7.5"), "must be a whole number, not '7.5'")):
+        refused = cleargro("tenants", "configure", "acme", *bad)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert tenants.get("acme").insights == {"target_roas": 3.5, "lead_time_days": 21}
+    assert cleargro("tenants", "configure", "acme", "--unset", "target_roas").returncode == 0
+    assert tenants.dbt_vars("acme") == {"tenant": "acme", "lead_time_days": 21}

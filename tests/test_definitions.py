@@ -75,8 +75,36 @@ def test_daily_schedule_requests_one_run_per_tenant_with_its_sources(defs, data_
         assert set(requests) == {"synced", "imports-only"}
         assert set(instance.get_dynamic_partitions("tenants")) == {"synced", "imports-only"}
     synced = {k.path[0] for k in requests["synced"].asset_selection}
-    assert synced == {"raw_shop", "staging", "intermediate", "marts"}
-    assert {k.path[0] for k in requests["imports-only"].asset_selection} == {
-        "staging", "intermediate", "marts"}
+    models = {"staging", "intermediate", "marts", "snapshots", "insights"}
+    assert synced == {"raw_shop"} | models
+    assert {k.path[0] for k in requests["imports-only"].asset_selection} == models
     assert requests["synced"].tags["cleargro/tenant"] == "synced"
     assert requests["synced"].run_key == "synced:2026-11-28"
+
+
+@pytest.mark.parametrize("schedule_name, when, dimension, key, run_key", [
+    ("weekly_report_schedule", datetime(2026, 11, 30, 6), "week", "2026-11-23", "2026-W48"),
+    ("monthly_report_schedule", datetime(2026, 12, 1, 6), "month", "2026-11-01", "2026-11"),
+])
+def test_report_schedules_request_last_period_for_every_tenant(defs, data_dir, schedule_name, when,
+                                                               dimension, key, run_key):
+    from cleargro_pipeline import tenants
+
+    tenants.add("north")
+    tenants.add("south")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, repository_def=defs.get_repository_def(), scheduled_execution_time=when)
+        requests = defs.get_schedule_def(schedule_name).evaluate_tick(context).run_requests
+    assert sorted(r.partition_key.keys_by_dimension["tenant"] for r in requests) == ["north", "south"]
+    assert {r.partition_key.keys_by_dimension[dimension] for r in requests} == {key}
+    assert {r.run_key for r in requests} == {f"north:{run_key}", f"south:{run_key}"}
+    assert requests[0].tags["cleargro/tenant"] in ("north", "south")
+
+
+def test_report_periods_map_to_partition_keys():
+    from cleargro_pipeline.orchestration.reporting import iso_week, month_key, week_key
+
+    assert week_key("2026-W47") == "2026-11-16" and iso_week("2026-11-16") == "2026-W47"
+    assert week_key("2027-W01") == "2027-01-04" and iso_week("2026-12-28") == "2026-W53"
+    assert month_key("2026-11") == "2026-11-01"

@@ -275,3 +275,48 @@ def test_one_bad_file_fails_the_whole_drop(drop):
     _write(drop, "locations.json", '{"locations": [{"id": "x1"}]}')
     error = _error(drop)
     assert error.file == "locations.json" and error.reason == "id 'x1' is not an integer"
+
+
+# --- app events (JSON Lines) -------------------------------------------------------
+
+APP_EVENTS = (
+    '{"ts": "2026-11-20T09:15:00Z", "user_id": "user-1", "event": "opportunity_viewed", "opportunity_id": "ab12"}\n'
+    '\n'
+    '{"ts": "2026-11-20T09:16:30Z", "user_id": 7, "event": "opportunity_dismissed", "opportunity_id": "ab12"}\n'
+    '{"ts": "2026-11-23T08:00:00Z", "user_id": "user-1", "event": "report_opened", "opportunity_id": ""}\n'
+)
+
+
+def test_app_events_load_and_user_ids_are_pseudonymised(tmp_path):
+    _write(tmp_path, "app_events.jsonl", APP_EVENTS)
+    table = read_drop(tmp_path)[(contract.APP, "app_events")]
+    assert table.column("event").to_pylist() == ["opportunity_viewed", "opportunity_dismissed", "report_opened"]
+    assert table.column("user_id").to_pylist() == ["user-1", "7", "user-1"]
+    stored = minimise(contract.table(contract.APP, "app_events"), table, hmac_pseudonymiser(b"k" * 32, "t"))
+    assert "user_id" not in stored.column_names
+    pseudonyms = stored.column("user_pseudonym").to_pylist()
+    assert pseudonyms[0] == pseudonyms[2] != pseudonyms[1] and "user-1" not in pseudonyms
+    assert stored.column("ts")[0].as_py() == dt.datetime(2026, 11, 20, 9, 15, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('{"ts": "yesterday", "user_id": "u", "event": "report_opened", "opportunity_id": ""}',
+     "ts 'yesterday' is not a timestamp"),
+    ('{"ts": "2026-11-20T09:15:00Z", "user_id": "u", "event": "opportunity_liked", "opportunity_id": "x"}',
+     "event 'opportunity_liked' is not one of"),
+    ('["not", "an", "object"]', "expected one JSON object per line"),
+    ('{"ts": "2026-11-20T09:15:00Z", "user_id": {"email": "a@b.c"}, "event": "report_opened"}',
+     "user_id is an object"),
+])
+def test_bad_app_event_names_its_line(tmp_path, line, reason):
+    _write(tmp_path, "app_events.jsonl", APP_EVENTS + line + "\n")
+    error = _error(tmp_path)
+    assert error.file == "app_events.jsonl" and error.line == 5 and reason in error.reason
+    assert "a@b.c" not in str(error)
+
+
+def test_duplicate_app_event_is_rejected(tmp_path):
+    first = APP_EVENTS.splitlines()[0]
+    _write(tmp_path, "app_events.jsonl", APP_EVENTS + first + "\n")
+    error = _error(tmp_path)
+    assert error.line == 5 and "duplicate key" in error.reason

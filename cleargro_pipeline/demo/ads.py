@@ -4,6 +4,9 @@ and one month of daily metrics.
 Campaign metrics are the sums of their children (keywords for Search, products for
 Shopping); each campaign-day's conversion value is scaled so the campaign hits its
 planned ROAS, which is what keeps non-planted campaigns clear of the opportunity rules.
+A product's share of that value follows its spend times a bounded factor (0.95-1.05), so
+every product's ROAS stays near its campaign's and clears its margin (see catalog.py for
+the clearance campaign); only planted money-losing products get a tiny factor.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class AdsPlan:
     wasted_term_hosts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     wasted_term_texts: list[str] = field(default_factory=list)
     oos_products: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # product rows
+    oos_from: int = 0  # day from which the out-of-stock products cannot convert
+    losing_products: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # product rows
+    losing_rho: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their value factor
 
 
 @dataclass
@@ -65,6 +71,7 @@ class AdsLayout:
     prod_campaign: np.ndarray
     prod_weight: np.ndarray
     prod_cpc: np.ndarray
+    prod_rho: np.ndarray  # value share factor per product (bounded)
 
     @property
     def channel(self) -> list[str]:
@@ -117,7 +124,8 @@ def build_layout(rng: np.random.Generator, cat: Catalog, spec: SizeSpec) -> AdsL
     prod_campaign = np.where(top, 5, np.where(cat.has_compare[prod_variant], 6, 4))
     prod_weight = _normalise(cat.popularity[prod_variant] ** 0.8, prod_campaign)
     prod_cpc = (AOV_GUESS * cr / roas)[prod_campaign] * rng.lognormal(0, 0.25, n_adv)
-    return AdsLayout(roas=roas, cr=cr, budget_factor=rng.uniform(1.4, 1.8, n_c),
+    budget_factor = rng.uniform(1.4, 1.8, n_c)
+    return AdsLayout(roas=roas, cr=cr, budget_factor=budget_factor, prod_rho=rng.uniform(0.95, 1.05, n_adv),
                      kw_campaign=kw_campaign, kw_ad_group=kw_ad_group, kw_text=kw_text,
                      kw_match=kw_match, kw_weight=kw_weight, kw_cpc=kw_cpc,
                      term_kw=term_kw, term_text=term_text, term_share=term_share,
@@ -141,10 +149,12 @@ def _normalise(w: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 
 def campaign_roas(layout: AdsLayout, plan: AdsPlan, rng: np.random.Generator) -> np.ndarray:
-    """Planned ROAS per campaign: planted ones far below target or well above it."""
+    """Planned ROAS per campaign: planted ones far below target or well above it. A
+    Shopping campaign below target stays above 2.4: its products' margins (>= 0.64) keep
+    each of them clear of the negative-margin rule."""
     roas = layout.roas.copy()
     for c in plan.below_target:
-        roas[c] = rng.uniform(1.6, 2.3)
+        roas[c] = rng.uniform(2.4, 2.6) if CAMPAIGNS[c][1] == "SHOPPING" else rng.uniform(1.6, 2.3)
     for c in plan.budget_limited:
         roas[c] = rng.uniform(6.0, 7.5)
     return roas
@@ -193,13 +203,20 @@ def generate_month(layout: AdsLayout, plan: AdsPlan, roas: np.ndarray, rng: np.r
     t_impr = t_clicks + rng.poisson(t_lam * 12)
 
     # shopping products (D x P)
-    p_lam = camp_spend[:, layout.prod_campaign] * layout.prod_weight / layout.prod_cpc
-    p_lam[:, plan.oos_products] = np.maximum(p_lam[:, plan.oos_products], 3.0)
+    # Every advertised product gets a click most days: no single day (the outage day) can
+    # dominate its 30-day ROAS.
+    p_lam = np.maximum(camp_spend[:, layout.prod_campaign] * layout.prod_weight / layout.prod_cpc, 0.7)
+    busy = np.r_[plan.oos_products, plan.losing_products]  # planted products get steady clicks
+    p_lam[:, busy] = np.maximum(p_lam[:, busy], 3.0)
     p_clicks = rng.poisson(p_lam)
-    p_clicks[:, plan.oos_products] = np.maximum(p_clicks[:, plan.oos_products], 1)
+    p_clicks[:, busy] = np.maximum(p_clicks[:, busy], 1)
     p_cost = _micros(p_clicks * layout.prod_cpc * rng.lognormal(0, 0.1, p_lam.shape))
     p_impr = p_clicks + rng.poisson(p_lam * (1 / 0.012 - 1))
-    p_conv = p_clicks * layout.cr[layout.prod_campaign] * rng.lognormal(0, 0.3, p_lam.shape)
+    rho = np.broadcast_to(layout.prod_rho, p_lam.shape).copy()
+    rho[:, plan.losing_products] = plan.losing_rho
+    rho[np.ix_(days >= plan.oos_from, plan.oos_products)] = 0.0  # nothing to sell: no conversions
+    p_conv = p_clicks * layout.cr[layout.prod_campaign] * rng.lognormal(0, 0.3, p_lam.shape) * rho
+    p_share = p_cost * rho  # a product's share of its campaign-day's value
 
     # Scale each campaign-day's conversion value to its planned ROAS.
     kw_cost_all = k_cost.copy()
@@ -209,11 +226,11 @@ def generate_month(layout: AdsLayout, plan: AdsPlan, roas: np.ndarray, rng: np.r
     np.add.at(cost_cd.T, layout.prod_campaign, p_cost.T / 1e6)
     raw_cd = np.zeros((n_d, n_c))
     np.add.at(raw_cd.T, layout.kw_campaign, k_conv.T)
-    np.add.at(raw_cd.T, layout.prod_campaign, p_conv.T)
+    np.add.at(raw_cd.T, layout.prod_campaign, p_share.T)
     target = roas[None, :] * rng.uniform(0.9, 1.1, (n_d, n_c)) * cost_cd * conv_keep
     value_per_conv = np.divide(target, raw_cd, out=np.zeros_like(target), where=raw_cd > 0)
     k_value = k_conv * value_per_conv[:, layout.kw_campaign]
-    p_value = p_conv * value_per_conv[:, layout.prod_campaign]
+    p_value = p_share * value_per_conv[:, layout.prod_campaign]
     k_conv, p_conv = k_conv * conv_keep, p_conv * conv_keep
 
     k_clicks_all = k_clicks.copy()

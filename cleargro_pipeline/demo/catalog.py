@@ -112,7 +112,10 @@ def build_catalog(rng: np.random.Generator, spec: SizeSpec, start_us: int, end_u
     price = ((base_dollars[product] + np.where(apparel & (var_no == 3), 4, 0)) * 100 - 1).astype(np.int64)
     has_compare = (rng.random(n_p) < 0.2)[product]
     compare_at = (np.round(price * rng.uniform(1.2, 1.5, n_p)[product] / 100) * 100 - 1).astype(np.int64)
-    cost = np.round(price * rng.uniform(0.3, 0.6, n_v)).astype(np.int64)
+    # Clearance items (with a compare-at price) were bought cheap: margin >= 0.64, so even in a
+    # Shopping campaign below target ROAS their ads earn more than they cost.
+    ratio = rng.uniform(0.3, 0.6, n_v)
+    cost = np.round(price * np.where(has_compare, 0.3 + (ratio - 0.3) / 5, ratio)).astype(np.int64)
     deny = rng.random(n_v) < 0.9
 
     # Skewed popularity: a few bestsellers, a long tail.

@@ -53,13 +53,19 @@ def traffic_table(om, tracked, channel, rng, days, demand) -> pa.Table:
     })
 
 
-def items_table(om, tracked, rng, days, cat: Catalog, rate: np.ndarray) -> pa.Table:
+def items_table(om, tracked, rng, days, cat: Catalog, rate: np.ndarray,
+                changes: tuple[tuple[int, int, float], ...] = ()) -> pa.Table:
+    """`changes` (variant, first day, factor): the item converts `factor` x as well from
+    that day on (a planted price rise: as many views, fewer purchases)."""
     n_d, n_v = len(days), cat.n_variants
     lines = np.flatnonzero(tracked[om.line_order])
     key = (om.day[om.line_order[lines]] - days[0]) * n_v + om.variant[lines]
     bought = np.bincount(key, weights=om.qty[lines], minlength=n_d * n_v).astype(np.int64)
     revenue = np.bincount(key, weights=om.line_net()[lines] / 100, minlength=n_d * n_v)
-    rate_grid = np.tile(rate, n_d)
+    rate_grid = np.tile(rate, (n_d, 1))
+    for v, first, factor in changes:
+        rate_grid[days >= first, v] *= factor
+    rate_grid = rate_grid.ravel()
     views = np.round(bought / rate_grid * rng.uniform(0.95, 1.05, n_d * n_v)).astype(np.int64)
     views += rng.poisson(BROWSE_VIEWS, n_d * n_v)
     carts = np.minimum(views, np.maximum(bought, rng.binomial(views, 0.09)))

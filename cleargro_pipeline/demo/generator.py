@@ -4,13 +4,19 @@ Every chunk draws from its own RNG, derived from (seed, stream, chunk index) wit
 numpy's SeedSequence, so a table's bytes never depend on what was iterated before.
 Dimension data (catalogue, calendar, ads layout, planted situations, stock) is
 generated once and cached on the object; fact tables are generated per month.
+
+The planted situations are chosen first, from expected demand; the demand model
+(demand.py) then sets every day's lines with bounded noise and the planted changes,
+lines sell at the price in force (prices.py), and the stock history (inventory.py) is
+built from all sales afterwards, ending at today's levels. That order is what keeps
+every non-planted entity clear of every rule by construction; oracle.py checks it.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from typing import Iterator
@@ -20,17 +26,35 @@ import pyarrow as pa
 
 from cleargro_pipeline.sources.contract import TABLES
 
-from . import ads, ga4, orders, words
+from . import ads, app, ga4, orders, words
 from .calendar import HOUR, OUTAGE_KEEP, Calendar, build_calendar
 from .catalog import CATEGORY_NAMES, Catalog, build_catalog, customer_ids, shopper_identity, size_spec
-from .columns import US_PER_DAY, US_PER_HOUR, build, delivered_schema, money, strings, ts
-from .truth import PlantedSituation, ground_truth
+from .columns import US_PER_DAY, build, money, strings, ts
+from .demand import Demand, Multipliers, build_demand
+from .inventory import StockHistory, build_history
+from .prices import PriceHistory, build_prices
+from .truth import PlantedSituation, ground_truth, opportunity_id, planted_entities
+
+OVERSTOCK_QUIET = 100  # planted slow movers have sold nothing for this many days
+FAULTY_DAYS = 120  # the faulty batch has been selling this long
+# Days before as_of from which a planted opportunity could be seen in the app (for views).
+LIVE_FOR = {"ads_on_out_of_stock": 1, "bestseller_low_stock": 10, "stockout_lost_sales": 15,
+            "wasted_keyword": 400, "wasted_search_term": 400, "campaign_below_target_roas": 400,
+            "budget_limited_profitable_campaign": 30, "high_traffic_low_conversion_product": 400,
+            "overstock_slow_mover": 10, "declining_product": 10, "high_refund_rate_product": 60,
+            "negative_margin_ads_product": 400, "price_change_conversion_drop": 7}
 
 MONTHLY = {("raw_shop", "orders"), ("raw_shop", "order_line_items"), ("raw_shop", "order_refund_line_items"),
            ("raw_shop", "customers"), ("raw_ga4", "items_daily"), ("raw_ga4", "traffic_daily"),
            ("raw_google_ads", "campaign_daily"), ("raw_google_ads", "shopping_product_daily"),
            ("raw_google_ads", "keyword_daily"), ("raw_google_ads", "search_term_daily")}
 DIMENSION_CHUNK = 100_000
+HISTORY_CHUNK = 1_000_000
+END_OF_DAY = US_PER_DAY - 1_000_000  # history rows are end-of-day levels, stamped 23:59:59
+REFUND_CAP, REFUND_FREE = 1.3, 3  # non-planted variants refund at most 3 units or 1.3 x the shop's
+# rate over 90 days (the rule flags 5 units and 2 x)
+SLOW_VALUE = (30_000, 45_000)  # cents at cost: the most a non-planted variant with <= 2 (3-4) units
+# sold in 90 days keeps in stock (the rule flags $500)
 
 
 @dataclass
@@ -40,6 +64,7 @@ class RecentSales:
     revenue_28: np.ndarray  # cents, net of line discounts
     units_3: np.ndarray
     units_30: np.ndarray
+    units_90: np.ndarray
     daily_revenue: dict[int, int]  # day -> subtotal cents, last 30 days
 
     def top_share(self, share: float = 0.2) -> np.ndarray:
@@ -51,17 +76,32 @@ class RecentSales:
 
 @dataclass
 class Plan:
-    oos: np.ndarray  # variant indexes: out of stock but still advertised
+    """Planted situations (variant indexes unless said otherwise) and their parameters."""
+    oos: np.ndarray  # sold their last unit today, still advertised
     low_stock: np.ndarray  # bestsellers about to run out
     low_conversion: np.ndarray  # much-viewed, rarely bought items
     ads: ads.AdsPlan
+    stockout: np.ndarray = field(default_factory=lambda: _none())  # sold out for a week, restocked since
+    stockout_days: dict[int, tuple[int, int]] = field(default_factory=dict)  # v -> (first, last) day without sales
+    overstock: np.ndarray = field(default_factory=lambda: _none())  # stopped selling, shelves full
+    declining: np.ndarray = field(default_factory=lambda: _none())  # sells a third of last month
+    faulty: np.ndarray = field(default_factory=lambda: _none())  # a faulty batch: many returns
+    losing: np.ndarray = field(default_factory=lambda: _none())  # ads cost more than their margin
+    price_rise: np.ndarray = field(default_factory=lambda: _none())  # raised, then conversion fell
+    rises: dict[int, tuple[int, float]] = field(default_factory=dict)  # v -> (day, pct)
+    rise_factor: dict[int, float] = field(default_factory=dict)  # v -> conversion factor after the rise
+    decline_factor: np.ndarray = field(default_factory=lambda: np.zeros(0))  # demand factor, last 28 days
+
+
+def _none() -> np.ndarray:
+    return np.zeros(0, np.int64)
 
 
 class DemoShop:
     def __init__(self, size: str = "small", seed: int = 7, end_date: date = date(2026, 11, 27),
-                 incidents: bool = True):
+                 incidents: bool = True, tenant: str = "demo"):
         self.spec = size_spec(size)
-        self.size, self.seed, self.incidents = size, seed, incidents
+        self.size, self.seed, self.incidents, self.tenant = size, seed, incidents, tenant
         self.as_of: date = end_date
         self._orders_lru: OrderedDict[int, orders.OrdersMonth] = OrderedDict()
         self._ads_lru: OrderedDict[int, ads.AdsMonth] = OrderedDict()
@@ -91,17 +131,49 @@ class DemoShop:
     def ads_layout(self) -> ads.AdsLayout:
         return ads.build_layout(self._rng("ads_layout"), self.catalog, self.spec)
 
+    def _new_demand(self) -> Demand:
+        cal = self.calendar
+        return build_demand(self._rng("demand_drift"), self.catalog.popularity, cal.days, cal.counts,
+                            cal.month_bounds, [self.seed, zlib.crc32(b"demand")])
+
+    @cached_property
+    def _demand_base(self) -> Demand:
+        """Demand before anything is planted: what the plan chooses from."""
+        return self._new_demand()
+
+    @cached_property
+    def demand(self) -> Demand:
+        """The demand with the planted changes; out-of-stock variants sell their last unit today
+        (one zero-stock day: far from the stock-out rule's three)."""
+        d, plan, a = self._new_demand(), self.plan, self.calendar.as_of
+        d.mult = Multipliers()
+        for v, (first, last) in plan.stockout_days.items():
+            d.mult.add([v], first, last, 0.0)
+        d.mult.add(plan.overstock, a - OVERSTOCK_QUIET, a, 0.0)
+        d.mult.add(plan.declining, a - 27, a, plan.decline_factor)
+        for v in plan.price_rise:
+            d.mult.add([v], plan.rises[int(v)][0], a, plan.rise_factor[int(v)])
+        d.finish(self._rng("demand_phase"), {int(v): a for v in plan.oos})
+        return d
+
+    @cached_property
+    def prices(self) -> PriceHistory:
+        cat = self.catalog
+        return build_prices(self._rng("prices"), cat.price, cat.compare_at, cat.has_compare,
+                            cat.product_created[cat.product], int(self.calendar.days[0]), self.calendar.as_of,
+                            self.plan.rises)
+
     @cached_property
     def recent(self) -> RecentSales:
         as_of, n_v = self.calendar.as_of, self.catalog.n_variants
-        acc = {k: np.zeros(n_v) for k in ("units_28", "revenue_28", "units_3", "units_30")}
+        acc = {k: np.zeros(n_v) for k in ("units_28", "revenue_28", "units_3", "units_30", "units_90")}
         daily: dict[int, int] = {}
-        for m in self._months_covering(30):
+        for m in self._months_covering(90):
             om = self._orders(m)
             counted = om.counted()
             lines = counted[om.line_order]
             day = om.day[om.line_order]
-            for key, n_days in (("units_28", 28), ("units_3", 3), ("units_30", 30)):
+            for key, n_days in (("units_28", 28), ("units_3", 3), ("units_30", 30), ("units_90", 90)):
                 sel = lines & (day > as_of - n_days)
                 acc[key] += np.bincount(om.variant[sel], weights=om.qty[sel], minlength=n_v)
             sel = lines & (day > as_of - 28)
@@ -113,18 +185,51 @@ class DemoShop:
 
     @cached_property
     def plan(self) -> Plan:
-        empty = np.zeros(0, np.int64)
+        """Planted entities, chosen from expected demand (before any order exists), each kind
+        from variants well past its thresholds and none planted twice."""
         if not self.incidents:
-            return Plan(empty, empty, empty, ads.AdsPlan())
-        rng, k, cat, lay, rec = self._rng("plan"), self.spec.planted, self.catalog, self.ads_layout, self.recent
-        top = np.zeros(cat.n_variants, bool)
-        top[rec.top_share()] = True
-        low_stock = _pick(rng, np.flatnonzero(top & (rec.units_28 >= 28)), k)
+            return Plan(_none(), _none(), _none(), ads.AdsPlan())
+        rng, k, cat, lay, cal = self._rng("plan"), self.spec.planted, self.catalog, self.ads_layout, self.calendar
+        n, a = len(cal.days), cal.as_of
+        base = self._demand_base
+        per_unit = np.where(cat.price < orders.CHEAP, 1.2, 1.0)  # mean quantity of a line
+        units = {w: base.expected(n - w, n) * per_unit for w in (28, 30, 90)}
+        previous = base.expected(n - 56, n - 28)
+        prev_revenue = previous * per_unit * cat.price / 100 * 0.97
+        rank = np.empty(cat.n_variants, np.int64)
+        rank[np.argsort(-units[28] * cat.price, kind="stable")] = np.arange(cat.n_variants)
         advertised = np.zeros(cat.n_variants, bool)
         advertised[lay.prod_variant] = True
-        oos = _pick(rng, np.flatnonzero(advertised & cat.deny & ~top & (rec.units_3 == 0)), k)
-        taken = np.isin(np.arange(cat.n_variants), np.r_[low_stock, oos])
-        low_conv = _pick(rng, np.flatnonzero((rec.units_30 >= 15) & ~taken), k)
+        all_products = np.zeros(cat.n_variants, bool)  # in "Shopping | All Products": normal ROAS
+        all_products[lay.prod_variant[lay.prod_campaign == 4]] = True
+        taken = np.zeros(cat.n_variants, bool)
+
+        def pick(mask: np.ndarray) -> np.ndarray:
+            chosen = _pick(rng, np.flatnonzero(mask & ~taken), k)
+            taken[chosen] = True
+            return chosen
+
+        # The most demanding first: price rises need 200+ views on both sides of the rise.
+        price_rise = pick(units[28] / 28 >= 1.3)
+        low_stock = pick((rank < 0.08 * cat.n_variants) & (units[28] >= 40))
+        declining = pick(prev_revenue >= 2_500)
+        faulty = pick(units[90] >= 60)
+        low_conv = pick(units[30] >= 20)
+        stockout = pick(cat.deny & (units[28] / 28 >= 0.5))
+        oos = pick(all_products & cat.deny & (rank >= 0.35 * cat.n_variants))
+        losing = pick(all_products)
+        overstock = pick(~advertised & (rank >= 0.6 * cat.n_variants))  # the tail; stops selling
+
+        rises = {int(v): (a - int(rng.integers(12, 17)), float(rng.uniform(0.08, 0.15))) for v in price_rise}
+        rise_factor = {int(v): float(rng.uniform(0.40, 0.50)) for v in price_rise}
+        # Declining products sell 25-32% of the previous 28 days' lines, whatever the season does
+        # (quantities per line add noise: well under the rule's 60% all the same).
+        decline_factor = rng.uniform(0.25, 0.32, len(declining)) * previous[declining] / units[28][declining] \
+            * per_unit[declining]
+        stockout_days = {}
+        for v in stockout:
+            last = a - int(rng.integers(5, 9))
+            stockout_days[int(v)] = (last - int(rng.integers(7, 11)) + 1, last)
 
         normal_search = np.isin(lay.kw_campaign, ads.NORMAL_SEARCH)
         wasted = _pick(rng, np.flatnonzero(normal_search), k)
@@ -135,26 +240,65 @@ class DemoShop:
                  for i, h in enumerate(hosts)]
         ads_plan = ads.AdsPlan(below_target=ads.BELOW_TARGET, budget_limited=ads.BUDGET_LIMITED,
                                wasted_keywords=wasted, wasted_term_hosts=hosts, wasted_term_texts=texts,
-                               oos_products=np.searchsorted(lay.prod_variant, oos))
-        return Plan(oos=oos, low_stock=low_stock, low_conversion=low_conv, ads=ads_plan)
+                               oos_products=np.searchsorted(lay.prod_variant, oos), oos_from=a + 1,
+                               losing_products=np.searchsorted(lay.prod_variant, losing),
+                               losing_rho=rng.uniform(0.06, 0.12, len(losing)))
+        return Plan(oos=oos, low_stock=low_stock, low_conversion=low_conv, ads=ads_plan,
+                    stockout=stockout, stockout_days=stockout_days, overstock=overstock, declining=declining,
+                    faulty=faulty, losing=losing, price_rise=price_rise, rises=rises, rise_factor=rise_factor,
+                    decline_factor=decline_factor)
 
     @cached_property
-    def stock(self) -> np.ndarray:
-        """Available units per (variant, location). Non-planted variants hold 40-120 days
-        of cover, far above the 14-day lead time; planted bestsellers 2-8; planted
-        out-of-stock variants none."""
-        rng, rec, plan = self._rng("inventory"), self.recent, self.plan
-        n_v, n_l = self.catalog.n_variants, len(self.catalog.location_id)
+    def _final_stock(self) -> np.ndarray:
+        """Today's units per (variant, location). Non-planted variants hold 40-120 days of
+        cover, far above the 14-day lead time, and slow movers (<= 2 units in 90 days) at
+        most $300 at cost (3-4 units: $450, unless that is under 20 days of cover); planted
+        bestsellers 2-8 days; planted out-of-stock ones none; planted overstock $1,500-3,000
+        at cost."""
+        rng, rec, plan, cat = self._rng("inventory"), self.recent, self.plan, self.catalog
+        n_v, n_l = cat.n_variants, len(cat.location_id)
         daily = rec.units_28 / 28
         total = np.ceil(daily * rng.uniform(40, 120, n_v)).astype(np.int64) + rng.integers(5, 40, n_v)
+        cover = np.maximum(1, np.ceil(rec.units_28 * 20 / 28)).astype(np.int64)  # 20 days
+        slow, slowish = rec.units_90 <= 2, (rec.units_90 > 2) & (rec.units_90 <= 4)
+        cap = np.maximum(SLOW_VALUE[0] // cat.cost, 1)  # these sell <= 1 unit in 28 days: cover holds
+        total = np.where(slow, np.maximum(np.minimum(total, cap), np.minimum(cover, cap)), total)
+        total = np.where(slowish, np.minimum(total, np.maximum(SLOW_VALUE[1] // cat.cost, cover)), total)
         total[plan.low_stock] = np.maximum(1, np.floor(daily[plan.low_stock] * rng.uniform(2, 8, len(plan.low_stock))))
         total[plan.oos] = 0
         shares = np.array([0.6, 0.3, 0.1][:n_l])
-        return rng.multinomial(total, shares / shares.sum())
+        stock = rng.multinomial(total, shares / shares.sum())
+        short = (stock[:, 0] == 0) & (total > 0)  # the main warehouse keeps at least one
+        stock[short, np.argmax(stock[short], axis=1)] -= 1
+        stock[short, 0] += 1
+        value = rng.uniform(150_000, 300_000, len(plan.overstock))
+        stock[plan.overstock] = 0
+        stock[plan.overstock, 0] = np.ceil(value / cat.cost[plan.overstock]).astype(np.int64)
+        return stock
+
+    @cached_property
+    def stock_history(self) -> StockHistory:
+        cat, plan, cal = self.catalog, self.plan, self.calendar
+        n_l = len(cat.location_id)
+        empty = {int(v) * n_l + loc: last for v, (_, last) in plan.stockout_days.items() for loc in range(n_l)}
+        empty.update({int(v) * n_l + loc: cal.as_of for v in plan.oos for loc in range(n_l)})
+        return build_history(self._rng("stock_history"), cat.n_variants * n_l, n_l, int(cal.days[0]), cal.as_of,
+                             self._full_pass["sales"], self._final_stock.ravel(), empty)
+
+    @cached_property
+    def stock(self) -> np.ndarray:
+        """Available units per (variant, location) today: the last row of the history."""
+        n_l = len(self.catalog.location_id)
+        return self.stock_history.final(self.catalog.n_variants * n_l).reshape(-1, n_l)
 
     @cached_property
     def item_rate(self) -> np.ndarray:
         return ga4.item_rates(self._rng("ga4_rates"), self.catalog.n_variants, self.plan.low_conversion)
+
+    @cached_property
+    def _rate_changes(self) -> tuple[tuple[int, int, float], ...]:
+        plan = self.plan
+        return tuple((int(v), plan.rises[int(v)][0], plan.rise_factor[int(v)]) for v in plan.price_rise)
 
     @cached_property
     def roas(self) -> np.ndarray:
@@ -165,21 +309,71 @@ class DemoShop:
         return ads.product_item_ids(self.ads_layout, self.catalog)
 
     @cached_property
-    def _customer_stats(self) -> dict[str, np.ndarray]:
-        """One pass over every month's orders: customers' first/last order, count, spend."""
-        cal = self.calendar
+    def _full_pass(self) -> dict:
+        """One pass over every month's orders: customers' first/last order, count, spend,
+        and the units leaving each (variant, location) per day (every placed order line)."""
+        cal, cat = self.calendar, self.catalog
         n = int(cal.customer_offset[-1] + cal.new_customers[-1])
+        n_l = len(cat.location_id)
         created = np.full(n, np.iinfo(np.int64).max)
         updated = np.zeros(n, np.int64)
         count, spent = np.zeros(n), np.zeros(n)
-        for m in range(len(cal.month_bounds)):
+        series, days, units = [], [], []
+        for m, (a, b) in enumerate(cal.month_bounds):
             om = self._orders(m, cache=False)
             np.minimum.at(created, om.customer, om.created)
             np.maximum.at(updated, om.customer, om.updated)
             count += np.bincount(om.customer, weights=(~om.test).astype(float), minlength=n)
             spent += np.bincount(om.customer, weights=np.where(om.counted(), om.total, 0), minlength=n)
+            key = (om.variant * n_l + om.location) * (b - a) + (om.day[om.line_order] - cal.days[a])
+            q = np.bincount(key, weights=om.qty, minlength=cat.n_variants * n_l * (b - a))
+            nz = np.flatnonzero(q)
+            series.append((nz // (b - a)).astype(np.int32))
+            days.append((nz % (b - a) + cal.days[a]).astype(np.int32))
+            units.append(q[nz].astype(np.int32))
+            del key, q, nz, om
+        s = np.concatenate(series)
+        del series
+        order = np.argsort(s, kind="stable")  # months are in day order: now (series, day)
+        s, d, q = s[order], np.concatenate(days)[order], np.concatenate(units)[order]
+        del order, days, units
         return {"created": created, "updated": updated, "count": count.astype(np.int64),
-                "spent": np.round(spent).astype(np.int64)}
+                "spent": np.round(spent).astype(np.int64), "sales": (s, d, q)}
+
+    @cached_property
+    def _customer_stats(self) -> dict[str, np.ndarray]:
+        return self._full_pass
+
+    @cached_property
+    def _refund_veto(self) -> np.ndarray:
+        """Refunds taken back (the latest first) so that no non-planted variant refunds more
+        than REFUND_FREE units or REFUND_CAP x the shop's rate over the orders of the last 90
+        days. Drawn independently per order, a mid-seller's refunds would cross the rule's
+        2 x now and then; this caps them."""
+        as_of, n_v = self.calendar.as_of, self.catalog.n_variants
+        units, back = np.zeros(n_v), np.zeros(n_v)
+        cand = []  # (variant, line id, units) of refunds in the window
+        for m in self._months_covering(90):
+            om = self._generate(m, None)
+            lines = om.counted()[om.line_order] & (om.day[om.line_order] > as_of - 90)
+            units += np.bincount(om.variant[lines], weights=om.qty[lines], minlength=n_v)
+            r = om.refund_line[lines[om.refund_line]]
+            q = om.refund_qty[lines[om.refund_line]]
+            back += np.bincount(om.variant[r], weights=q, minlength=n_v)
+            cand.append(np.c_[om.variant[r], om.line_ids(r), q])
+        rate = back.sum() / max(units.sum(), 1)
+        allowed = np.maximum(REFUND_FREE, np.floor(REFUND_CAP * rate * units))
+        over = (back > allowed) & ~np.isin(np.arange(n_v), self.plan.faulty)
+        cand = np.concatenate(cand)
+        cand = cand[over[cand[:, 0]]]
+        cand = cand[np.lexsort((-cand[:, 1], cand[:, 0]))]  # per variant, latest lines first
+        veto = []
+        for v in np.unique(cand[:, 0]):  # a handful of variants
+            rows = cand[cand[:, 0] == v]
+            excess = back[v] - allowed[v]
+            drop = np.cumsum(rows[:, 2]) - rows[:, 2] < excess
+            veto.append(rows[drop, 1])
+        return np.sort(np.concatenate(veto)) if veto else _none()
 
     # --- monthly fact data ---
     def _months_covering(self, n_days: int) -> list[int]:
@@ -197,9 +391,14 @@ class DemoShop:
                 cache.popitem(last=False)
         return value
 
+    def _generate(self, m: int, veto: np.ndarray | None) -> orders.OrdersMonth:
+        cat, plan = self.catalog, self.plan
+        inputs = orders.OrderInputs(demand=self.demand, prices=self.prices, n_locations=len(cat.location_id),
+                                    faulty=plan.faulty, faulty_since=self.calendar.as_of - FAULTY_DAYS, veto=veto)
+        return orders.generate_month(cat, self.calendar, m, self._rng("orders", m), inputs)
+
     def _orders(self, m: int, cache: bool = True) -> orders.OrdersMonth:
-        return self._lru(self._orders_lru, m, lambda: orders.generate_month(
-            self.catalog, self.calendar, m, self._rng("orders", m)), keep=cache)
+        return self._lru(self._orders_lru, m, lambda: self._generate(m, self._refund_veto), keep=cache)
 
     def _expected_spend(self) -> np.ndarray:
         cat = self.catalog
@@ -227,7 +426,8 @@ class DemoShop:
         if table == "traffic_daily":
             return ga4.traffic_table(om, tracked, channel, self._rng("ga4_traffic", m), days,
                                      self.calendar.demand[a:b])
-        return ga4.items_table(om, tracked, self._rng("ga4_items", m), days, self.catalog, self.item_rate)
+        return ga4.items_table(om, tracked, self._rng("ga4_items", m), days, self.catalog, self.item_rate,
+                               self._rate_changes)
 
     # --- public API ---
     def table_keys(self) -> list[tuple[str, str]]:
@@ -240,6 +440,9 @@ class DemoShop:
         if key in MONTHLY:
             for m in range(len(self.calendar.month_bounds)):
                 yield self._month_chunk(key, m)
+            return
+        if table == "inventory_level_history":  # millions of rows on the large shop
+            yield from self._history_chunks()
             return
         whole = getattr(self, f"_{table}")()
         for start in range(0, max(whole.num_rows, 1), DIMENSION_CHUNK):
@@ -290,8 +493,16 @@ class DemoShop:
             "inventory_management": strings(["shopify"], np.zeros(n, np.int64)),
             "inventory_item_id": pa.array(cat.inventory_item_id),
             "inventory_quantity": pa.array(self.stock.sum(axis=1)),
-            "created_at": ts(cat.product_created[cat.product]), "updated_at": ts(cat.variant_updated),
+            "created_at": ts(cat.product_created[cat.product]), "updated_at": ts(self._variant_updated),
         })
+
+    @cached_property
+    def _variant_updated(self) -> np.ndarray:
+        """Last edit of a variant: no earlier than its last price change."""
+        ph = self.prices
+        last = np.zeros(self.catalog.n_variants, np.int64)
+        np.maximum.at(last, ph.variant, ph.valid_from)
+        return np.maximum(self.catalog.variant_updated, last)
 
     def _inventory_items(self) -> pa.Table:
         cat = self.catalog
@@ -302,14 +513,14 @@ class DemoShop:
         })
 
     def _inventory_levels(self) -> pa.Table:
-        cat, stock = self.catalog, self.stock
+        cat, stock, h = self.catalog, self.stock, self.stock_history
         n_v, n_l = stock.shape
         v, loc = np.repeat(np.arange(n_v), n_l), np.tile(np.arange(n_l), n_v)
-        rng = self._rng("inventory_levels")
+        changed = np.zeros(n_v * n_l, np.int64)  # the level was last set by the last history row
+        changed[h.series] = h.day  # rows are sorted by day within a series: the last one wins
         return build("raw_shop", "inventory_levels", {
             "inventory_item_id": pa.array(cat.inventory_item_id[v]), "location_id": pa.array(cat.location_id[loc]),
-            "available": pa.array(stock.ravel()),
-            "updated_at": ts(self._cutoff_us - rng.integers(1, 72 * US_PER_HOUR, n_v * n_l)),
+            "available": pa.array(stock.ravel()), "updated_at": ts(changed * US_PER_DAY + END_OF_DAY),
         })
 
     def _locations(self) -> pa.Table:
@@ -322,15 +533,38 @@ class DemoShop:
             "created_at": ts(created), "updated_at": ts(created + 30 * US_PER_DAY),
         })
 
-    # Placeholders until the history and behaviour streams are generated: empty tables.
     def _variant_price_history(self) -> pa.Table:
-        return pa.Table.from_pylist([], schema=delivered_schema("raw_shop", "variant_price_history"))
+        cat, ph = self.catalog, self.prices
+        return build("raw_shop", "variant_price_history", {
+            "variant_id": pa.array(cat.variant_id[ph.variant]), "price": money(ph.price),
+            "compare_at_price": money(ph.compare_at, ph.has_compare), "valid_from": ts(ph.valid_from),
+        })
 
-    def _inventory_level_history(self) -> pa.Table:
-        return pa.Table.from_pylist([], schema=delivered_schema("raw_shop", "inventory_level_history"))
+    def _history_chunks(self) -> Iterator[pa.Table]:
+        cat, h = self.catalog, self.stock_history
+        n_l = h.n_locations
+        for start in range(0, max(len(h.series), 1), HISTORY_CHUNK):
+            s = h.series[start:start + HISTORY_CHUNK]
+            yield build("raw_shop", "inventory_level_history", {
+                "inventory_item_id": pa.array(cat.inventory_item_id[s // n_l]),
+                "location_id": pa.array(cat.location_id[s % n_l]),
+                "available": pa.array(h.level[start:start + HISTORY_CHUNK]),
+                "valid_from": ts(h.day[start:start + HISTORY_CHUNK].astype(np.int64) * US_PER_DAY + END_OF_DAY),
+            })
 
     def _app_events(self) -> pa.Table:
-        return pa.Table.from_pylist([], schema=delivered_schema("raw_app", "app_events"))
+        a = self.calendar.as_of
+        planted = [(opportunity_id(self.tenant, kind, entity), a - LIVE_FOR.get(kind, 400))
+                   for kind, _, entity in planted_entities(self) if kind in LIVE_FOR]
+        first = {kind: opportunity_id(self.tenant, kind, entity)  # the first planted of each kind
+                 for kind, _, entity in reversed(planted_entities(self))}
+        rows = app.app_events(self._rng("app"), a, planted, first.get("wasted_search_term"),
+                              first.get("campaign_below_target_roas")) if self.incidents else []
+        t, user, event, opp = (list(x) for x in zip(*rows)) if rows else ([], [], [], [])
+        return build("raw_app", "app_events", {
+            "ts": ts(np.array(t, np.int64)), "user_id": pa.array(user, pa.string()),
+            "event": pa.array(event, pa.string()), "opportunity_id": pa.array(opp, pa.string()),
+        })
 
     def _customers(self, m: int) -> pa.Table:
         """Customers whose first order falls in month m."""

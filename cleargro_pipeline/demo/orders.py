@@ -9,6 +9,8 @@ import pyarrow as pa
 
 from .calendar import Calendar
 from .catalog import Catalog, customer_ids, sample_variants, shopper_identity
+from .demand import Demand
+from .prices import PriceHistory
 from .columns import US_PER_DAY, US_PER_HOUR, build, int_str, join, money, strings, ts
 
 CODES = ["", "WELCOME10", "VIP15", "SAVE20", "BFCM25"]
@@ -54,6 +56,7 @@ class OrdersMonth:
     qty: np.ndarray
     price: np.ndarray
     line_discount: np.ndarray
+    location: np.ndarray  # location index each line ships from
     # refunds, one row per refunded line
     refund_line: np.ndarray
     refund_qty: np.ndarray
@@ -71,6 +74,10 @@ class OrdersMonth:
     def line_net(self) -> np.ndarray:
         return self.price * self.qty - self.line_discount
 
+    def line_ids(self, lines: np.ndarray | None = None) -> np.ndarray:
+        lines = np.arange(len(self.line_order)) if lines is None else lines
+        return LINE_ID0 + self.g[self.line_order[lines]] * MAX_LINES + self.line_no[lines]
+
 
 def _bfcm(day: np.ndarray) -> np.ndarray:
     d = day.astype("datetime64[D]")
@@ -79,7 +86,22 @@ def _bfcm(day: np.ndarray) -> np.ndarray:
     return ((month == 11) & (dom >= 22)) | ((month == 12) & (dom <= 3))
 
 
-def generate_month(cat: Catalog, cal: Calendar, m: int, rng: np.random.Generator) -> OrdersMonth:
+@dataclass
+class OrderInputs:
+    """What a month of orders needs beyond the catalogue and calendar."""
+    demand: Demand
+    prices: PriceHistory
+    n_locations: int
+    faulty: np.ndarray  # planted variants with a faulty batch: often returned...
+    faulty_since: int  # ...when sold on or after this day
+    veto: np.ndarray | None = None  # sorted line ids whose refund is taken back (bounds refund rates)
+
+
+FAULTY_RETURN_P = 0.35
+CHEAP = 10_000  # cents: dearer items sell one at a time
+
+
+def generate_month(cat: Catalog, cal: Calendar, m: int, rng: np.random.Generator, inp: OrderInputs) -> OrdersMonth:
     a, b = cal.month_bounds[m]
     counts = cal.counts[a:b]
     n = int(counts.sum())
@@ -99,13 +121,29 @@ def generate_month(cat: Catalog, cal: Calendar, m: int, rng: np.random.Generator
     customer[is_new] = c0 + np.arange(n_new)
     customer[~is_new] = np.floor(c0 * np.sqrt(rng.random(n - n_new))).astype(np.int64)
 
-    k = 1 + np.minimum(rng.poisson(0.6, n), 7)
+    # The day's lines come from the demand quotas, shuffled, one per order plus the
+    # rest spread at random over the day's orders.
+    q_day, q_var = inp.demand.quotas(m)
+    keep = counts[q_day] > 0
+    q_day, q_var = q_day[keep], q_var[keep]
+    short = np.maximum(counts - np.bincount(q_day, minlength=b - a), 0)
+    if short.any():  # fewer lines than orders (a tiny day): top up at random
+        q_day = np.r_[q_day, np.repeat(np.arange(b - a), short)]
+        q_var = np.r_[q_var, sample_variants(cat, rng, int(short.sum()))]
+    order = np.lexsort((rng.random(len(q_day)), q_day))
+    variant = q_var[order]
+    per_day = np.bincount(q_day, minlength=b - a)
+    extra_day = np.repeat(np.arange(b - a), per_day - counts)
+    first = np.cumsum(counts) - counts
+    pick = first[extra_day] + np.floor(rng.random(len(extra_day)) * counts[extra_day]).astype(np.int64)
+    k = 1 + np.bincount(pick, minlength=n)
+    assert k.max() <= MAX_LINES, "an order with more lines than line ids allow"
     start = np.cumsum(k) - k
     line_order = np.repeat(np.arange(n), k)
     line_no = np.arange(len(line_order)) - start[line_order]
-    variant = sample_variants(cat, rng, len(line_order))
-    qty = 1 + np.minimum(rng.poisson(0.2, len(line_order)), 4)
-    price = cat.price[variant]
+    n_l = len(line_order)
+    qty = 1 + np.where(cat.price[variant] < CHEAP, np.minimum(rng.poisson(0.2, n_l), 4), 0)
+    price = inp.prices.price_at(variant, created[line_order])
     gross = price * qty
 
     u = rng.random(n)
@@ -119,6 +157,9 @@ def generate_month(cat: Catalog, cal: Calendar, m: int, rng: np.random.Generator
     shipping = np.where((subtotal >= FREE_SHIPPING_FROM) | (source == 1), 0, SHIPPING)
     tax = np.round(subtotal * TAX_BP[rng.integers(0, len(TAX_BP), n)] / 10_000).astype(np.int64)
     test = rng.random(n) < 0.004
+    # POS sales leave from the last location (the showroom), online ones from the warehouses.
+    location = np.where(source[line_order] == 1, inp.n_locations - 1,
+                        (rng.random(n_l) < 0.33).astype(np.int64) % (inp.n_locations - 1))
 
     # Later events only exist if they happened by the end of the as-of day.
     cutoff = (cal.as_of + 1) * US_PER_DAY
@@ -128,17 +169,24 @@ def generate_month(cat: Catalog, cal: Calendar, m: int, rng: np.random.Generator
     fulfil_time = created + np.where(source == 1, 0, rng.integers(4 * US_PER_HOUR, 72 * US_PER_HOUR, n))
     fulfilled = ~cancelled & (fulfil_time < cutoff)
     refund_time = fulfil_time + rng.integers(2 * US_PER_DAY, 25 * US_PER_DAY, n)
-    refunded = (rng.random(n) < 0.07) & fulfilled & ~test & (refund_time < cutoff)
+    can_refund = fulfilled & ~test & (refund_time < cutoff)
+    asked = (rng.random(n) < 0.07) & can_refund
     full = rng.random(n) < 0.35
     closed = fulfilled | cancelled
     closed_time = np.where(cancelled, cancel_time, fulfil_time)
 
-    # Full refunds return every line; partial ones one unit of the first line.
-    rmask = refunded[line_order] & (full[line_order] | (line_no == 0))
+    # Full refunds return every line; partial ones one unit of the first line. Lines of a
+    # planted faulty batch come back on their own, whole.
+    faulty = (np.isin(variant, inp.faulty) & (day[line_order] >= inp.faulty_since)
+              & (rng.random(n_l) < FAULTY_RETURN_P) & can_refund[line_order])
+    rmask = (asked[line_order] & (full[line_order] | (line_no == 0))) | faulty
+    if inp.veto is not None and len(inp.veto):
+        rmask &= ~np.isin(LINE_ID0 + cal.order_offset[m] * MAX_LINES + line_order * MAX_LINES + line_no, inp.veto)
     refund_line = np.flatnonzero(rmask)
-    refund_qty = np.where(full[line_order], qty, 1)[refund_line]
+    refund_qty = np.where(full[line_order] | faulty, qty, 1)[refund_line]
     refund_subtotal = np.round((gross - line_discount)[refund_line] * refund_qty / qty[refund_line]).astype(np.int64)
     refunded_units = np.bincount(line_order[refund_line], weights=refund_qty, minlength=n)
+    refunded = refunded_units > 0
     all_back = refunded_units >= np.add.reduceat(qty, start)
     financial = np.select([cancelled, refunded & all_back, refunded], [1, 2, 3], 0)
     updated = np.maximum.reduce([created, np.where(closed, closed_time, 0),
@@ -151,7 +199,7 @@ def generate_month(cat: Catalog, cal: Calendar, m: int, rng: np.random.Generator
         shipping=shipping, total=subtotal + shipping + tax, test=test, source=source, code=code,
         customer=customer, ip=rng.integers(1, 255, (n, 4)),
         line_order=line_order, line_no=line_no, variant=variant, qty=qty, price=price,
-        line_discount=line_discount, refund_line=refund_line, refund_qty=refund_qty,
+        line_discount=line_discount, location=location, refund_line=refund_line, refund_qty=refund_qty,
         refund_subtotal=refund_subtotal, refund_time=refund_time[line_order[refund_line]],
     )
 
@@ -180,14 +228,10 @@ def orders_table(om: OrdersMonth) -> pa.Table:
     })
 
 
-def _line_ids(om: OrdersMonth, lines: np.ndarray) -> np.ndarray:
-    return LINE_ID0 + om.g[om.line_order[lines]] * MAX_LINES + om.line_no[lines]
-
-
 def lines_table(om: OrdersMonth, cat: Catalog) -> pa.Table:
     product = cat.product[om.variant]
     return build("raw_shop", "order_line_items", {
-        "id": pa.array(_line_ids(om, np.arange(len(om.line_order)))),
+        "id": pa.array(om.line_ids()),
         "order_id": pa.array(ORDER_ID0 + om.g[om.line_order]),
         "product_id": pa.array(cat.product_id[product]), "variant_id": pa.array(cat.variant_id[om.variant]),
         "sku": cat.sku.take(pa.array(om.variant)), "title": cat.title.take(pa.array(product)),
@@ -203,7 +247,7 @@ def refunds_table(om: OrdersMonth) -> pa.Table:
     return build("raw_shop", "order_refund_line_items", {
         "id": pa.array(REFUND_LINE_ID0 + om.g[order] * MAX_LINES + om.line_no[r]),
         "refund_id": pa.array(REFUND_ID0 + om.g[order]), "order_id": pa.array(ORDER_ID0 + om.g[order]),
-        "line_item_id": pa.array(_line_ids(om, r)), "quantity": pa.array(om.refund_qty),
+        "line_item_id": pa.array(om.line_ids(r)), "quantity": pa.array(om.refund_qty),
         "subtotal": money(om.refund_subtotal), "created_at": ts(om.refund_time),
         "order_updated_at": ts(om.updated[order]),
     })

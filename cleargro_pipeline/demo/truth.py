@@ -9,8 +9,9 @@ line's discount; daily revenue sums orders' subtotal_price.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 TARGET_ROAS = 4.0
 LEAD_TIME = 14
+
+
+def opportunity_id(tenant: str, kind: str, entity_id: str) -> str:
+    """The opportunity id the insights models give (type, entity) in a tenant."""
+    return hashlib.md5(f"{tenant}|{kind}|{entity_id}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,32 @@ def window(shop: DemoShop, dataset: str, table: str, n_days: int, date_col: str)
 
 def ground_truth(shop: DemoShop) -> list[PlantedSituation]:
     return (_stock(shop) + _keywords(shop) + _search_terms(shop) + _campaigns(shop)
-            + _items(shop) + _revenue_drop(shop))
+            + _items(shop) + _revenue_drop(shop) + _stockouts(shop) + _overstock(shop) + _declining(shop)
+            + _refunds(shop) + _losing_ads(shop) + _price_rises(shop))
+
+
+def planted_entities(shop: DemoShop) -> list[tuple[str, str, str]]:
+    """(kind, entity_type, entity_id) of every planted situation, straight from the plan."""
+    from .ads import CAMPAIGN_ID0
+
+    if not shop.incidents:
+        return []
+    plan, lay = shop.plan, shop.ads_layout
+    variant_kinds = [("ads_on_out_of_stock", plan.oos), ("bestseller_low_stock", plan.low_stock),
+                     ("stockout_lost_sales", plan.stockout), ("overstock_slow_mover", plan.overstock),
+                     ("declining_product", plan.declining), ("high_refund_rate_product", plan.faulty),
+                     ("negative_margin_ads_product", plan.losing),
+                     ("price_change_conversion_drop", plan.price_rise)]
+    out = [(kind, "variant", _sku(shop, v)) for kind, vs in variant_kinds for v in vs]
+    out += [("wasted_keyword", "keyword", lay.kw_text[k]) for k in plan.ads.wasted_keywords]
+    out += [("wasted_search_term", "search_term", t) for t in plan.ads.wasted_term_texts]
+    out += [("campaign_below_target_roas", "campaign", str(CAMPAIGN_ID0 + c)) for c in plan.ads.below_target]
+    out += [("budget_limited_profitable_campaign", "campaign", str(CAMPAIGN_ID0 + c))
+            for c in plan.ads.budget_limited]
+    out += [("high_traffic_low_conversion_product", "item", _sku(shop, v)) for v in plan.low_conversion]
+    if shop.calendar.outage_hour is not None:
+        out.append(("revenue_drop", "shop", "shop"))
+    return out
 
 
 def _sku(shop, v) -> str:
@@ -175,3 +206,149 @@ def _revenue_drop(shop) -> list[PlantedSituation]:
                              {"date": shop.as_of.isoformat(), "expected": expected, "observed": observed,
                               "expected_basis": "mean revenue of the same weekday over the previous 4 weeks",
                               "cause": f"checkout outage from {cal.outage_hour:02d}:00 UTC"})]
+
+
+# --- the variant rules on shop history -------------------------------------------
+
+@dataclass
+class _Days:
+    """Per planted variant and day (columns: as_of - n + 1 .. as_of), from counted orders."""
+    revenue: np.ndarray  # dollars, net of line discounts
+    units: np.ndarray
+    refunded_units: np.ndarray  # by the order's day
+    refunds: np.ndarray  # dollars
+
+
+def _days(shop, variants, n: int) -> _Days:
+    a, first = shop.calendar.as_of, shop.calendar.as_of - n + 1
+    row = {int(v): i for i, v in enumerate(variants)}
+    out = _Days(*(np.zeros((len(variants), n)) for _ in range(4)))
+    for m in shop._months_covering(n):
+        om = shop._orders(m)
+        day = om.day[om.line_order]
+        sel = om.counted()[om.line_order] & (day >= first) & np.isin(om.variant, variants)
+        rows = np.array([row[int(v)] for v in om.variant[sel]], np.int64)
+        np.add.at(out.revenue, (rows, day[sel] - first), om.line_net()[sel] / 100)
+        np.add.at(out.units, (rows, day[sel] - first), om.qty[sel])
+        r = sel[om.refund_line]
+        lines = om.refund_line[r]
+        rows = np.array([row[int(v)] for v in om.variant[lines]], np.int64)
+        np.add.at(out.refunded_units, (rows, day[lines] - first), om.refund_qty[r])
+        np.add.at(out.refunds, (rows, day[lines] - first), om.refund_subtotal[r] / 100)
+    return out
+
+
+def _stockouts(shop) -> list[PlantedSituation]:
+    plan, a, out = shop.plan, shop.calendar.as_of, []
+    if not len(plan.stockout):
+        return out
+    stock = shop.stock_history.daily(plan.stockout, a - 59, a)
+    sales = _days(shop, plan.stockout, 60)
+    for i, v in enumerate(plan.stockout):
+        zero_30 = int((stock[i, -30:] <= 0).sum())
+        in_stock = stock[i] > 0
+        per_day = sales.revenue[i, in_stock].sum() / in_stock.sum()
+        first, last = plan.stockout_days[int(v)]
+        out.append(PlantedSituation("stockout_lost_sales", "variant", _sku(shop, v), zero_30 * per_day,
+                                    {"variant_id": int(shop.catalog.variant_id[v]), "zero_stock_days_30d": zero_30,
+                                     "revenue_per_in_stock_day_60d": per_day,
+                                     "no_sales_from": _iso(first), "no_sales_to": _iso(last)}))
+    return out
+
+
+def _overstock(shop) -> list[PlantedSituation]:
+    cat, out = shop.catalog, []
+    for v in shop.plan.overstock:
+        units = int(shop.stock[v].sum())
+        value = units * cat.cost[v] / 100
+        out.append(PlantedSituation("overstock_slow_mover", "variant", _sku(shop, v), value,
+                                    {"variant_id": int(cat.variant_id[v]), "available": units,
+                                     "unit_cost": cat.cost[v] / 100, "units_90d": int(shop.recent.units_90[v])}))
+    return out
+
+
+def _declining(shop) -> list[PlantedSituation]:
+    plan, out = shop.plan, []
+    if not len(plan.declining):
+        return out
+    sales = _days(shop, plan.declining, 56)
+    for i, v in enumerate(plan.declining):
+        previous, last = sales.revenue[i, :28].sum(), sales.revenue[i, 28:].sum()
+        out.append(PlantedSituation("declining_product", "variant", _sku(shop, v), (previous - last) * 30 / 28,
+                                    {"variant_id": int(shop.catalog.variant_id[v]), "revenue_previous_28d": previous,
+                                     "revenue_last_28d": last}))
+    return out
+
+
+def _refunds(shop) -> list[PlantedSituation]:
+    plan, out = shop.plan, []
+    if not len(plan.faulty):
+        return out
+    sales = _days(shop, plan.faulty, 90)
+    shop_rate = _shop_refund_rate(shop, 90)
+    for i, v in enumerate(plan.faulty):
+        back, sold = sales.refunded_units[i].sum(), sales.units[i].sum()
+        out.append(PlantedSituation("high_refund_rate_product", "variant", _sku(shop, v),
+                                    sales.refunds[i].sum() * 30 / 90,
+                                    {"variant_id": int(shop.catalog.variant_id[v]), "refunded_units_90d": int(back),
+                                     "units_sold_90d": int(sold), "refund_rate": back / sold,
+                                     "shop_refund_rate": shop_rate}))
+    return out
+
+
+def _shop_refund_rate(shop, n: int) -> float:
+    a, back, sold = shop.calendar.as_of, 0, 0
+    for m in shop._months_covering(n):
+        om = shop._orders(m)
+        sel = om.counted()[om.line_order] & (om.day[om.line_order] > a - n)
+        sold += om.qty[sel].sum()
+        back += om.refund_qty[sel[om.refund_line]].sum()
+    return back / sold
+
+
+def _losing_ads(shop) -> list[PlantedSituation]:
+    cat, out = shop.catalog, []
+    if not len(shop.plan.losing):
+        return out
+    ads = (window(shop, "raw_google_ads", "shopping_product_daily", 30, "segments.date")
+           .group_by("segments.product_item_id")
+           .agg(spend=pl.col("metrics.cost_micros").sum() / 1e6, value=pl.col("metrics.conversions_value").sum()))
+    rows = {r["segments.product_item_id"]: r for r in ads.iter_rows(named=True)}
+    for v in shop.plan.losing:
+        r = rows[f"shopify_US_{cat.product_id[cat.product[v]]}_{cat.variant_id[v]}"]
+        margin = (cat.price[v] - cat.cost[v]) / cat.price[v]
+        out.append(PlantedSituation("negative_margin_ads_product", "variant", _sku(shop, v),
+                                    r["spend"] - r["value"] * margin,
+                                    {"variant_id": int(cat.variant_id[v]), "spend_30d": r["spend"],
+                                     "conversions_value_30d": r["value"], "margin_rate": margin}))
+    return out
+
+
+def _price_rises(shop) -> list[PlantedSituation]:
+    plan, cat, a, out = shop.plan, shop.catalog, shop.calendar.as_of, []
+    if not len(plan.price_rise):
+        return out
+    items = window(shop, "raw_ga4", "items_daily", 60, "date")
+    for v in plan.price_rise:
+        day, pct = plan.rises[int(v)]
+        d = _date(day)
+        it = items.filter(pl.col("itemId") == _sku(shop, v))
+        before = it.filter((pl.col("date") >= d - timedelta(days=30)) & (pl.col("date") < d))
+        after = it.filter(pl.col("date") >= d)
+        vb, va = before["itemsViewed"].sum(), after["itemsViewed"].sum()
+        rb, ra = before["itemsPurchased"].sum() / vb, after["itemsPurchased"].sum() / va
+        days_after = a - day + 1
+        out.append(PlantedSituation("price_change_conversion_drop", "variant", _sku(shop, v),
+                                    (rb - ra) * (va / days_after * 30) * cat.price[v] / 100,
+                                    {"variant_id": int(cat.variant_id[v]), "rise_date": d.isoformat(),
+                                     "rise_pct": pct, "new_price": cat.price[v] / 100, "views_before": int(vb),
+                                     "views_after": int(va), "rate_before": rb, "rate_after": ra}))
+    return out
+
+
+def _date(day: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=int(day))
+
+
+def _iso(day: int) -> str:
+    return _date(day).isoformat()

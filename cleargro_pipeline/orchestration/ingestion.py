@@ -28,7 +28,8 @@ def plan_for(tenant: str, system: str, config: dict[str, Any]) -> ingest.DemoPla
     kind = config.get("kind")
     if kind == "demo":
         return ingest.DemoPlan(size=config.get("size", "small"), seed=int(config.get("seed", 7)),
-                               incidents=bool(config.get("incidents", True)))
+                               incidents=bool(config.get("incidents", True)),
+                               hold_back_days=int(config.get("hold_back_days", 0)), tenant=tenant)
     raise ValueError(f"tenant '{tenant}': source {system} has kind {kind!r}, which this version "
                      "cannot sync (supported: demo; other data arrives with `cleargro import`)")
 

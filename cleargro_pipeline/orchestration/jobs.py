@@ -12,7 +12,7 @@ from cleargro_pipeline.orchestration.transformation import dbt_models
 TENANT_TAG = "cleargro/tenant"
 
 tenant_refresh = dg.define_asset_job(
-    "tenant_refresh", selection=dg.AssetSelection.all(),
+    "tenant_refresh", selection=dg.AssetSelection.assets(*RAW_ASSETS, dbt_models),
     description="Load every configured source of one tenant, then build its dbt models.")
 
 

@@ -46,6 +46,27 @@ def materialize_tenant(tenant: str) -> RunSummary:
     return RunSummary(tenant, result.run_id, _step_seconds(instance, result.run_id))
 
 
+def materialize_report(tenant: str, period: str) -> RunSummary:
+    """Render and store one report (`2026-W47` or `2026-11`) as a run of its report job."""
+    from cleargro_pipeline.definitions import defs
+    from cleargro_pipeline.orchestration import reporting
+
+    bootstrap.dagster_home()
+    instance = dg.DagsterInstance.get()
+    sync_tenant_partitions(instance)
+    weekly = "-W" in period
+    job = defs.resolve_job_def("weekly_reports" if weekly else "monthly_reports")
+    key = dg.MultiPartitionKey({"tenant": tenant, **(
+        {"week": reporting.week_key(period)} if weekly else {"month": reporting.month_key(period)})})
+    result = job.execute_in_process(
+        instance=instance, partition_key=key, tags=tenant_run_tags(tenant), raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    if not result.success:
+        raise RunFailed(f"tenant '{tenant}': report {period} failed in run {result.run_id}; "
+                        "see the run in the Dagster UI (`make dev`)")
+    return RunSummary(tenant, result.run_id, _step_seconds(instance, result.run_id))
+
+
 def _failed_steps(result: dg.ExecuteInProcessResult) -> str:
     failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return ", ".join(failed) or "run start"

@@ -5,6 +5,7 @@ step holds the tenant's writer lock; dbt's target/ and logs go to a per-run
 working folder that is removed afterwards.
 """
 
+import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from typing import Any, Iterator, Mapping
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
-from cleargro_pipeline import warehouse
+from cleargro_pipeline import tenants, warehouse
 from cleargro_pipeline.orchestration.partitions import tenant_partitions
 from cleargro_pipeline.orchestration.translator import ModelTranslator
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
@@ -35,6 +36,12 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def dbt_build_args(tenant: str) -> list[str]:
+    # Unit tests prove the SQL, not the tenant's data: they run in the test suite, not here.
+    return ["build", "--vars", json.dumps(tenants.dbt_vars(tenant)),
+            "--exclude-resource-type", "unit_test"]
+
+
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, name="dbt_models",
             dagster_dbt_translator=ModelTranslator(), partitions_def=tenant_partitions)
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
@@ -43,7 +50,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterat
     try:
         with warehouse.dbt_session(tenant) as env:
             with _environment(env):
-                invocation = dbt.cli(["build"], context=context, target_path=target)
+                invocation = dbt.cli(dbt_build_args(tenant), context=context, target_path=target)
             yield from invocation.stream()
     finally:
         shutil.rmtree(target, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Raw tables:  raw_<system>/<table>        group raw_<system>
 Staging:     staging/<model>              group staging_<system>
-Marts etc.:  <schema>/<model>             group <schema> (marts, later insights)
+Marts etc.:  <schema>/<model>             group <schema> (intermediate, marts, insights, snapshots)
+Reports:     weekly_report, monthly_report group reports (orchestration/reporting.py)
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
+
+
+OPPORTUNITIES_KEY = dg.AssetKey(["insights", "opportunities"])
 
 
 def raw_asset_key(system: str, table: str) -> dg.AssetKey:

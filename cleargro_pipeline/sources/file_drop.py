@@ -26,7 +26,7 @@ from cleargro_pipeline.errors import CleargroError
 import pyarrow.csv as pacsv
 
 from cleargro_pipeline.sources import contract, shopify_json as sj
-from cleargro_pipeline.sources.contract import GA4, GOOGLE_ADS, SHOP, RawTable
+from cleargro_pipeline.sources.contract import APP, APP_EVENTS, GA4, GOOGLE_ADS, SHOP, RawTable
 
 JSON_FILES: dict[str, Callable[[Any], dict[str, pa.Table]]] = {
     "products.json": sj.parse_products,
@@ -45,6 +45,11 @@ CSV_FILES: dict[str, tuple[str, str]] = {
     "google_ads_keywords.csv": (GOOGLE_ADS, "keyword_daily"),
     "google_ads_search_terms.csv": (GOOGLE_ADS, "search_term_daily"),
 }
+
+JSONL_FILES: dict[str, tuple[str, str]] = {
+    "app_events.jsonl": (APP, "app_events"),  # in-app behaviour events (the feedback loop)
+}
+KNOWN_FILES = (*JSON_FILES, *CSV_FILES, *JSONL_FILES)
 
 
 class DropFileError(CleargroError, ValueError):
@@ -212,6 +217,47 @@ def _read_csv(path: Path) -> dict[tuple[str, str], pa.Table]:
     return {(raw.dataset, raw.name): table}
 
 
+# --- JSON Lines -------------------------------------------------------------
+
+def _read_jsonl(path: Path) -> dict[tuple[str, str], pa.Table]:
+    """One JSON object per line, fields named as the contract's delivered columns."""
+    raw = contract.table(*JSONL_FILES[path.name])
+    source_of = dict((p, s) for s, p in raw.pseudonymised)
+    columns = [source_of.get(f.name, f.name) for f in raw.schema]
+    values: dict[str, list] = {c: [] for c in columns}
+    lines: list[int] = []
+    for number, text in enumerate(_read_text(path).splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DropFileError(path.name, number, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(record, dict):
+            raise DropFileError(path.name, number, "expected one JSON object per line")
+        for column in columns:
+            try:
+                values[column].append(sj.as_text(record.get(column), column, pa.string(), len(lines)))
+            except sj.FieldError as e:
+                raise DropFileError(path.name, number, e.detail) from None
+        lines.append(number)
+    arrays = []
+    for f, column in zip(raw.schema, columns):
+        typ = pa.string() if column in source_of.values() else f.type
+        try:
+            arrays.append(sj.parse_strings(pa.array(values[column], pa.string()), typ, column))
+        except sj.FieldError as e:
+            raise DropFileError(path.name, lines[e.row], e.detail) from None
+    table = pa.Table.from_arrays(arrays, names=columns)
+    if "event" in columns:
+        unknown = [i for i, event in enumerate(values["event"]) if event not in APP_EVENTS]
+        if unknown:
+            raise DropFileError(path.name, lines[unknown[0]],
+                                f"event {values['event'][unknown[0]]!r} is not one of {', '.join(APP_EVENTS)}")
+    _check_keys(path.name, raw, table, lambda row: lines[row] if row < len(lines) else None)
+    return {(raw.dataset, raw.name): table}
+
+
 # --- validation -----------------------------------------------------------
 
 def _check_keys(file: str, raw: RawTable, table: pa.Table, line_of: Callable[[int], int | None],
@@ -243,14 +289,15 @@ def read_drop(directory: Path) -> DropContents:
     if not directory.is_dir():
         raise DropFileError(str(directory), None, "not a directory")
     entries = sorted(directory.iterdir())
-    used = [p for p in entries if p.is_file() and (p.name in JSON_FILES or p.name in CSV_FILES)]
+    used = [p for p in entries if p.is_file() and p.name in KNOWN_FILES]
     ignored = [p for p in entries if p not in used]
     if not used:
-        known = ", ".join([*JSON_FILES, *CSV_FILES])
+        known = ", ".join(KNOWN_FILES)
         raise DropFileError(str(directory), None, f"no importable files (expected any of: {known})")
     if {"customer.json", "customers.json"} <= {p.name for p in used}:
         raise DropFileError("customers.json", None, "customer.json is also present: send one of the two")
     tables: dict[tuple[str, str], pa.Table] = {}
     for path in used:
-        tables.update(_read_json(path) if path.suffix == ".json" else _read_csv(path))
+        read = {".json": _read_json, ".jsonl": _read_jsonl}.get(path.suffix, _read_csv)
+        tables.update(read(path))
     return DropContents(tables, used, ignored)

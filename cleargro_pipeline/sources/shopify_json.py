@@ -105,7 +105,7 @@ def parse_strings(values: pa.Array, typ: pa.DataType, column: str) -> pa.Array:
         raise FieldError(column, values[row].as_py(), _REASONS[_kind(typ)], row) from None
 
 
-def _as_text(value: Any, column: str, typ: pa.DataType, row: int) -> str | None:
+def as_text(value: Any, column: str, typ: pa.DataType, row: int) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):  # before int: bool is an int in Python
@@ -118,7 +118,7 @@ def _as_text(value: Any, column: str, typ: pa.DataType, row: int) -> str | None:
 
 
 def _column(rows: list[dict], column: str, typ: pa.DataType) -> pa.Array:
-    texts = [_as_text(r.get(column), column, typ, i) for i, r in enumerate(rows)]
+    texts = [as_text(r.get(column), column, typ, i) for i, r in enumerate(rows)]
     return parse_strings(pa.array(texts, pa.string()), typ, column)
 
 

@@ -45,3 +45,11 @@
     delete from {{ this }}
     where order_id in (select order_id from {{ ref('stg_shop__orders') }} where is_test)
 {%- endmacro %}
+
+{#- Daily report facts (GA4, Google Ads) are incremental by load: a run takes the staged rows
+    of loads newer than the model's watermark and replaces the rows with the same key
+    (reports restate recent days as conversions come in: dlt merges them under a new load
+    id). Use as `where {{ newer_loads() }}` on the staging CTE; true on a full refresh. -#}
+{% macro newer_loads() -%}
+    {%- if is_incremental() -%}_dlt_load_id > {{ load_watermark() }}{%- else -%}true{%- endif -%}
+{%- endmacro %}

@@ -1,8 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['date_day', 'campaign_id'],
+        on_schema_change='fail'
+    )
+}}
+
 -- Google Ads campaign performance per day, with the usual ratios.
 with
 
 campaigns as (
     select * from {{ ref('stg_google_ads__campaign_daily') }}
+    where {{ newer_loads() }}
 ),
 
 final as (
@@ -21,7 +31,8 @@ final as (
         conversions_value,
         {{ ads_ratios() }},
         search_impression_share,
-        search_budget_lost_impression_share
+        search_budget_lost_impression_share,
+        campaigns._dlt_load_id as _source_load_id
     from campaigns
 )
 

@@ -1,8 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['date_day', 'ad_group_id', 'criterion_id'],
+        on_schema_change='fail'
+    )
+}}
+
 -- Google Ads keyword performance per day.
 with
 
 keywords as (
     select * from {{ ref('stg_google_ads__keyword_daily') }}
+    where {{ newer_loads() }}
 ),
 
 final as (
@@ -19,7 +29,8 @@ final as (
         clicks,
         conversions,
         conversions_value,
-        {{ ads_ratios() }}
+        {{ ads_ratios() }},
+        keywords._dlt_load_id as _source_load_id
     from keywords
 )
 

@@ -1,8 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['date_day', 'ad_group_id', 'search_term'],
+        on_schema_change='fail'
+    )
+}}
+
 -- Google Ads search term performance per day.
 with
 
 search_terms as (
     select * from {{ ref('stg_google_ads__search_term_daily') }}
+    where {{ newer_loads() }}
 ),
 
 final as (
@@ -17,7 +27,8 @@ final as (
         clicks,
         conversions,
         conversions_value,
-        {{ ads_ratios() }}
+        {{ ads_ratios() }},
+        search_terms._dlt_load_id as _source_load_id
     from search_terms
 )
 

@@ -1,9 +1,19 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['date_day', 'item_id'],
+        on_schema_change='fail'
+    )
+}}
+
 -- GA4 item funnel per day, matched to the Shopify variant where the item id allows it:
 -- shopify_<CC>_<product_id>_<variant_id>, a bare variant id, or a SKU unique in the shop.
 with
 
 items as (
     select * from {{ ref('stg_ga4__items_daily') }}
+    where {{ newer_loads() }}
 ),
 
 variants as (
@@ -40,7 +50,8 @@ final as (
         parsed.items_purchased,
         parsed.item_revenue,
         parsed.items_added_to_cart / nullif(parsed.items_viewed, 0) as add_to_cart_rate,
-        parsed.items_purchased / nullif(parsed.items_viewed, 0) as view_to_purchase_rate
+        parsed.items_purchased / nullif(parsed.items_viewed, 0) as view_to_purchase_rate,
+        parsed._dlt_load_id as _source_load_id
     from parsed
     left join variants as by_id
         on parsed.candidate_variant_id = by_id.variant_id

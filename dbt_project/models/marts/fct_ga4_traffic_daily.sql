@@ -1,8 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['date_day', 'session_source_medium'],
+        on_schema_change='fail'
+    )
+}}
+
 -- GA4 sessions and purchases per day and source / medium.
 with
 
 traffic as (
     select * from {{ ref('stg_ga4__traffic_daily') }}
+    where {{ newer_loads() }}
 ),
 
 final as (
@@ -17,7 +27,8 @@ final as (
         ecommerce_purchases,
         purchase_revenue,
         engaged_sessions / nullif(sessions, 0) as engagement_rate,
-        ecommerce_purchases / nullif(sessions, 0) as session_conversion_rate
+        ecommerce_purchases / nullif(sessions, 0) as session_conversion_rate,
+        traffic._dlt_load_id as _source_load_id
     from traffic
 )
 
