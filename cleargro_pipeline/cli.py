@@ -272,6 +272,23 @@ def report(tenant: str, period: str, out: Path, fmt: str) -> None:
     click.echo(f"report {period} of tenant '{tenant}' written to {written} (plaintext: keep it safe)")
 
 
+@cli.command(name="reports")
+@click.option("--tenant", required=True)
+def reports_(tenant: str) -> None:
+    """List the reports stored (encrypted) in a tenant's warehouse."""
+    tenants.get(tenant)
+    from cleargro_pipeline import reports
+
+    stored = reports.list_reports(tenant)
+    for r in stored:
+        state = "complete" if r.is_complete else f"partial, data through {r.data_through}"
+        click.echo(f"{r.period}\t{r.period_start} to {r.period_end}\t{state}\t"
+                   f"{r.size_bytes:,} bytes\tgenerated {r.generated_at:%Y-%m-%d %H:%M} UTC")
+    if not stored:
+        click.echo(f"no reports stored for tenant '{tenant}' yet: "
+                   f"`cleargro report --tenant {tenant} --period 2026-W47 --out FILE` builds one")
+
+
 @cli.command()
 @click.option("--tenant", required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",

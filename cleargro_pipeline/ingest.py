@@ -206,6 +206,9 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
         [warehouse.ALIAS, f"raw_{system}"]).fetchall()]
     source = contract_source(system, provide, pseudonymise, incremental=incremental,
                              loaded=loaded)
+    # The working folder is new on every load: restore the incremental cursors from the
+    # warehouse's _dlt_pipeline_state first (run() would; extract() alone does not).
+    pipeline.sync_destination()
     phases = {}
     pipeline.extract(source, loader_file_format="parquet")
     phases["extract"] = time.monotonic()
