@@ -106,21 +106,21 @@ def _cleargro_run(tenant: str) -> tuple[float, dict[str, float]]:
         line.strip().rstrip(" s").split(": ") for line in run.stdout.splitlines()
         if line.startswith("  ") and ": " in line)}
     run_id = run.stdout.split("run ", 1)[1].split()[0]
-    steps["dbt_model_queries"] = _model_query_seconds(run_id)
-    return elapsed, steps
+    return elapsed, steps, _model_query_seconds(run_id)
 
 
-def _model_query_seconds(run_id: str) -> float:
-    """Time dbt spent in the models' own queries (dagster-dbt records it per model): the part
-    of a run that grows with data, without dbt's start-up, parsing and tests."""
+def _model_query_seconds(run_id: str) -> dict[str, float]:
+    """Seconds of each model's own query (dagster-dbt records them): the part of a run that
+    grows with data, without dbt's start-up, parsing and tests."""
     import dagster as dg
 
     with dg.DagsterInstance.get() as instance:
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000).records
-    durations = [r.event_log_entry.dagster_event.event_specific_data.materialization.metadata.get(
-        "Execution Duration") for r in records]
-    return sum(d.value for d in durations if d is not None)
+    materializations = [r.event_log_entry.dagster_event.event_specific_data.materialization
+                        for r in records]
+    return {m.asset_key.to_user_string(): m.metadata["Execution Duration"].value
+            for m in materializations if "Execution Duration" in m.metadata}
 
 
 def _end_to_end_and_daily(size: str) -> tuple[float, dict[str, float], dict[str, float]]:
@@ -131,13 +131,18 @@ def _end_to_end_and_daily(size: str) -> tuple[float, dict[str, float], dict[str,
 
     tenants.add("bench_e2e", {s: {"kind": "demo", "size": size, "seed": 7, "hold_back_days": 1}
                               for s in tenants.SOURCE_NAMES})
-    e2e, first_steps = _cleargro_run("bench_e2e")
+    e2e, first_steps, first_models = _cleargro_run("bench_e2e")
     for system in tenants.SOURCE_NAMES:
         tenants.configure_source("bench_e2e", system, {"kind": "demo", "size": size, "seed": 7})
-    _, daily_steps = _cleargro_run("bench_e2e")
+    _, daily_steps, daily_models = _cleargro_run("bench_e2e")
     for label, steps in (("first run (history up to the day before)", first_steps),
                          ("daily run (one new day)", daily_steps)):
         print(f"{label}: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items()))
+    print("slowest model queries, first run -> daily run:")
+    for model in sorted(first_models, key=first_models.get, reverse=True)[:6]:
+        print(f"  {model}: {first_models[model]:.2f} s -> {daily_models.get(model, 0):.2f} s")
+    first_steps["dbt_model_queries"] = sum(first_models.values())
+    daily_steps["dbt_model_queries"] = sum(daily_models.values())
     return e2e, first_steps, daily_steps
 
 
