@@ -1,5 +1,6 @@
 """Incremental marts equal a full refresh after a later load changes history: a refund on
-an old order, a cancellation, a new order on a new day (real file drops, real dbt runs)."""
+an old order, a cancellation, a new order on a new day, a unit cost change (real file drops,
+real dbt runs); an item reloaded with an unchanged cost rebuilds nothing."""
 
 from __future__ import annotations
 
@@ -38,9 +39,21 @@ def _order(template, order_id, day, updated, lines, refunds=(), cancelled=None):
     return order
 
 
-def _drop(folder: Path, orders) -> Path:
+def _drop(folder: Path, orders, costs: dict[int, str] | None = None) -> Path:
+    """Orders, plus (with `costs`: variant -> unit cost) the catalogue of variants 70 and 71
+    and their inventory items."""
     folder.mkdir()
     (folder / "orders.json").write_text(json.dumps({"orders": orders}))
+    if costs:
+        stamp = "2024-03-01T08:00:00+00:00"
+        variants = [{"id": v, "product_id": 1, "sku": f"SKU-{v}", "price": "10.00",
+                     "inventory_item_id": v * 10, "created_at": stamp, "updated_at": stamp}
+                    for v in costs]
+        (folder / "products.json").write_text(json.dumps({"products": [
+            {"id": 1, "title": "Mug", "created_at": stamp, "updated_at": stamp, "variants": variants}]}))
+        (folder / "inventory_items.json").write_text(json.dumps({"inventory_items": [
+            {"id": v * 10, "sku": f"SKU-{v}", "cost": cost, "tracked": True, "created_at": stamp,
+             "updated_at": stamp} for v, cost in costs.items()]}))
     return folder
 
 
@@ -48,6 +61,12 @@ def _marts(tenant):
     with warehouse.open_warehouse(tenant, purpose="test", read_only=True) as conn:
         return {name: sorted(map(str, conn.execute(f"select * exclude (_source_load_id) from marts.{name}").fetchall()))
                 for name in INCREMENTAL}
+
+
+def _line_load(tenant, line_id) -> str:
+    with warehouse.open_warehouse(tenant, purpose="test", read_only=True) as conn:
+        return conn.execute("select _source_load_id from marts.fct_order_lines where order_line_id = ?",
+                            [line_id]).fetchone()[0]
 
 
 def _full_refresh(tenant, target: Path):
@@ -66,23 +85,33 @@ def test_incremental_run_equals_full_refresh(data_dir, tmp_path, shopify_fixture
     assert cleargro("tenants", "add", "acme").returncode == 0
     first = [_order(template, 1, 1, 1, [(11, 70, 2, 10.0)]),
              _order(template, 2, 1, 1, [(21, 70, 1, 10.0), (22, 71, 3, 4.0)]),
-             _order(template, 3, 2, 2, [(31, 71, 1, 4.0)])]
-    assert cleargro("import", "--tenant", "acme", "--from", str(_drop(tmp_path / "d1", first))).returncode == 0
+             _order(template, 3, 2, 2, [(31, 71, 1, 4.0)]),
+             _order(template, 5, 2, 2, [(51, 71, 2, 4.0)])]  # untouched later
+    d1 = _drop(tmp_path / "d1", first, costs={70: "6.00", 71: "1.50"})
+    assert cleargro("import", "--tenant", "acme", "--from", str(d1)).returncode == 0
     assert cleargro("run", "--tenant", "acme").returncode == 0
 
     later = [_order(template, 2, 1, 5, [(21, 70, 1, 10.0), (22, 71, 3, 4.0)], refunds=[(7, 22, 2, 8.0)]),
              _order(template, 3, 2, 5, [(31, 71, 1, 4.0)], cancelled="2024-03-05T12:00:00+00:00"),
              _order(template, 4, 5, 5, [(41, 70, 5, 10.0)])]
-    assert cleargro("import", "--tenant", "acme", "--from", str(_drop(tmp_path / "d2", later))).returncode == 0
+    untouched_line = _line_load("acme", 51)
+    # Variant 70's cost changes (every line of it is re-costed, order 1 included); 71's
+    # item is reloaded with its old cost.
+    d2 = _drop(tmp_path / "d2", later, costs={70: "7.00", 71: "1.50"})
+    assert cleargro("import", "--tenant", "acme", "--from", str(d2)).returncode == 0
     run = cleargro("run", "--tenant", "acme")
     assert run.returncode == 0, run.stdout[-2000:]
     incremental = _marts("acme")
+    assert _line_load("acme", 51) == untouched_line
+    with warehouse.open_warehouse("acme", purpose="test", read_only=True) as conn:
+        assert conn.execute("select unit_cost::double from marts.fct_order_lines "
+                            "where order_line_id = 11").fetchone() == (7.0,)
 
     with warehouse.open_warehouse("acme", purpose="test", read_only=True) as conn:
         day1 = conn.execute("select net_revenue, refunds from marts.fct_daily_sales "
                             "where date_day = '2024-03-01'").fetchone()
         assert [float(v) for v in day1] == [34.0, 8.0]  # 20 + 22 - 8 refunded; the refund itself
-        assert conn.execute("select count(*) from marts.fct_orders").fetchone()[0] == 4
+        assert conn.execute("select count(*) from marts.fct_orders").fetchone()[0] == 5
 
     _full_refresh("acme", tmp_path / "dbt-target")
     assert _marts("acme") == incremental

@@ -17,14 +17,26 @@
 with
 
 {% if is_incremental() %}
+-- A reloaded inventory item whose cost is what the built lines already carry changes
+-- nothing: compare values, or every sync of an item would rebuild its whole sales history.
+cost_changed_variants as (
+    select costs.variant_id
+    from {{ ref('int_shop__variant_costs') }} as costs
+    where costs._dlt_load_id > {{ load_watermark() }}
+      and exists (
+          select 1 from {{ this }} as built
+          where built.variant_id = costs.variant_id
+            and built.unit_cost is distinct from costs.unit_cost
+      )
+),
+
 changed_orders as (
     {{ changed_order_ids() }}
     union
     select lines.order_id
     from {{ ref('stg_shop__order_line_items') }} as lines
-    inner join {{ ref('int_shop__variant_costs') }} as costs
-        on lines.variant_id = costs.variant_id
-    where costs._dlt_load_id > {{ load_watermark() }}
+    inner join cost_changed_variants
+        on lines.variant_id = cost_changed_variants.variant_id
 ),
 {% endif %}
 
