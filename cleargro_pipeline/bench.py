@@ -129,11 +129,10 @@ def _end_to_end_and_daily(size: str) -> tuple[float, dict[str, float], dict[str,
     rows arrive, so the second run's dbt time shows what a daily run costs."""
     from cleargro_pipeline import tenants
 
-    tenants.add("bench_e2e", {s: {"kind": "demo", "size": size, "seed": 7, "hold_back_days": 1}
-                              for s in tenants.SOURCE_NAMES})
+    tenants.add("bench_e2e", tenants.demo_sources(size, hold_back_days=1))
     e2e, first_steps, first_models = _cleargro_run("bench_e2e")
-    for system in tenants.SOURCE_NAMES:
-        tenants.configure_source("bench_e2e", system, {"kind": "demo", "size": size, "seed": 7})
+    for system, config in tenants.demo_sources(size).items():
+        tenants.configure_source("bench_e2e", system, config)
     _, daily_steps, daily_models = _cleargro_run("bench_e2e")
     for label, steps in (("first run (history up to the day before)", first_steps),
                          ("daily run (one new day)", daily_steps)):

@@ -58,7 +58,7 @@ def tenants_group() -> None:
               help="Feed every source from the embedded demo shop of this size.")
 def tenants_add(name: str, demo_size: str | None) -> None:
     """Register a tenant and create its keys."""
-    sources = _demo_sources(demo_size) if demo_size else {}
+    sources = tenants.demo_sources(demo_size) if demo_size else {}
     tenant = tenants.add(name, sources)
     _register_partitions()
     feeds = ", ".join(tenant.sources) or "none; load data with `cleargro import`"
@@ -108,11 +108,6 @@ def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ..
         click.echo(f"{setting} = {value:g} (default {defaults[setting]:g})")
     if not tenant.insights:
         click.echo("all insight settings at their defaults")
-
-
-def _demo_sources(size: str) -> dict[str, dict]:
-    return {system: {"kind": "demo", "size": size, "seed": 7}
-            for system in tenants.SOURCE_NAMES}
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -206,7 +201,7 @@ def demo(size: str) -> None:
     from cleargro_pipeline.orchestration.runner import materialize_tenant
 
     if not tenants.exists(DEMO_TENANT):
-        tenants.add(DEMO_TENANT, _demo_sources(size))
+        tenants.add(DEMO_TENANT, tenants.demo_sources(size))
     elif tenants.get(DEMO_TENANT).sources.get("shop", {}).get("size") != size:
         raise click.ClickException(
             f"tenant '{DEMO_TENANT}' exists with another demo size; remove data/ to start over")

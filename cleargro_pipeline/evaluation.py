@@ -80,8 +80,7 @@ def run(size: str, keep: Path | None = None) -> EvalResult:
         bootstrap.init()
         tenant = "eval"
         if not tenants.exists(tenant):
-            tenants.add(tenant, {system: {"kind": "demo", "size": size, "seed": 7}
-                                 for system in tenants.SOURCE_NAMES})
+            tenants.add(tenant, tenants.demo_sources(size))
         materialize_tenant(tenant)
         return evaluate(raised_opportunities(tenant), DemoShop(size, tenant=tenant).ground_truth())
     finally:

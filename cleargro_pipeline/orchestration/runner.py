@@ -30,9 +30,7 @@ class RunSummary:
 def materialize_tenant(tenant: str) -> RunSummary:
     from cleargro_pipeline.definitions import defs
 
-    bootstrap.dagster_home()
-    instance = dg.DagsterInstance.get()
-    sync_tenant_partitions(instance)
+    instance = _instance()
     job = defs.resolve_job_def("tenant_refresh")
     result = job.execute_in_process(
         instance=instance, partition_key=tenant, asset_selection=tenant_selection(tenant),
@@ -51,9 +49,7 @@ def materialize_report(tenant: str, period: str) -> RunSummary:
     from cleargro_pipeline.definitions import defs
     from cleargro_pipeline.orchestration import reporting
 
-    bootstrap.dagster_home()
-    instance = dg.DagsterInstance.get()
-    sync_tenant_partitions(instance)
+    instance = _instance()
     weekly = "-W" in period
     job = defs.resolve_job_def("weekly_reports" if weekly else "monthly_reports")
     key = dg.MultiPartitionKey({"tenant": tenant, **(
@@ -65,6 +61,14 @@ def materialize_report(tenant: str, period: str) -> RunSummary:
         raise RunFailed(f"tenant '{tenant}': report {period} failed in run {result.run_id}; "
                         "see the run in the Dagster UI (`make dev`)")
     return RunSummary(tenant, result.run_id, _step_seconds(instance, result.run_id))
+
+
+def _instance() -> dg.DagsterInstance:
+    """The DAGSTER_HOME instance, with every registered tenant as a partition."""
+    bootstrap.dagster_home()
+    instance = dg.DagsterInstance.get()
+    sync_tenant_partitions(instance)
+    return instance
 
 
 def _failed_steps(result: dg.ExecuteInProcessResult) -> str:
