@@ -92,10 +92,38 @@ def tenants_show(name: str) -> None:
 @tenants_group.command(name="configure")
 @click.argument("name")
 @click.option("--set", "settings", multiple=True, metavar="SETTING=VALUE",
-              help="Override an opportunity-rule setting, e.g. --set target_roas=3.5 (repeatable).")
+              help="Override an opportunity or alert setting, e.g. --set target_roas=3.5 (repeatable).")
 @click.option("--unset", multiple=True, metavar="SETTING", help="Restore a setting's default.")
-def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...]) -> None:
+@click.option("--webhook", "webhooks", multiple=True, metavar="URL",
+              help="Send alerts to this JSON (Slack-compatible) webhook (repeatable).")
+@click.option("--email", "emails", multiple=True, metavar="ADDR",
+              help="Send alerts by email (SMTP relay with STARTTLS) to ADDR (repeatable).")
+@click.option("--min-severity", type=click.Choice(["info", "warning", "critical"]),
+              help="Lowest severity sent to the channels named here (or to all channels).")
+@click.option("--digest/--immediate", default=None,
+              help="One daily digest instead of a message per alert (channels named here, or all).")
+@click.option("--remove-channel", "removed", multiple=True, metavar="ID|TARGET",
+              help="Stop sending alerts to a channel.")
+def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...],
+                      webhooks: tuple[str, ...], emails: tuple[str, ...], min_severity: str | None,
+                      digest: bool | None, removed: tuple[str, ...]) -> None:
     """Change a tenant's settings; the next run uses them."""
+    if webhooks or emails or min_severity or digest is not None or removed:
+        _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed)
+    if settings or unset or not (webhooks or emails or min_severity or digest is not None or removed):
+        _configure_insights(name, settings, unset)
+
+
+def _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed) -> None:  # type: ignore[no-untyped-def]
+    from cleargro_pipeline.alerts import routing
+
+    routing.configure(name, webhooks=webhooks, emails=emails, min_severity=min_severity,
+                      digest=digest, remove=removed)
+    for line in routing.describe(name) or ["no alert channels"]:
+        click.echo(f"alert channel {line}" if line != "no alert channels" else line)
+
+
+def _configure_insights(name: str, settings: tuple[str, ...], unset: tuple[str, ...]) -> None:
     values = {}
     for item in settings:
         setting, sep, value = item.partition("=")
@@ -108,6 +136,60 @@ def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ..
         click.echo(f"{setting} = {value:g} (default {defaults[setting]:g})")
     if not tenant.insights:
         click.echo("all insight settings at their defaults")
+
+
+# --- alerts ----------------------------------------------------------------------------
+
+@cli.group(name="alerts")
+def alerts_group() -> None:
+    """A tenant's alerts: evaluate and send them, list them, acknowledge one."""
+
+
+@alerts_group.command(name="run")
+@click.option("--tenant", required=True)
+def alerts_run(tenant: str) -> None:
+    """Evaluate the tenant's alerts and send what is owed (what the Dagster sensors do)."""
+    from cleargro_pipeline.alerts import service
+    from cleargro_pipeline.orchestration.runner import dagster_instance
+
+    outcome = service.run(tenants.get(tenant).name, instance=dagster_instance())
+    sent = outcome.dispatch
+    click.echo(f"tenant '{tenant}': {len(outcome.raised)} raised, {len(outcome.resolved)} resolved, "
+               f"{len(outcome.active)} active; deliveries: {len(sent.sent)} sent, "
+               f"{len(sent.failed)} failed (retried with backoff), {sent.pending} pending")
+    _print_alerts(outcome.active)
+
+
+@alerts_group.command(name="list")
+@click.option("--tenant", required=True)
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved alerts.")
+def alerts_list(tenant: str, include_resolved: bool) -> None:
+    from cleargro_pipeline.alerts import service
+
+    _print_alerts(service.listing(tenant, include_resolved=include_resolved))
+
+
+@alerts_group.command(name="ack")
+@click.option("--tenant", required=True)
+@click.argument("alert_id")
+def alerts_ack(tenant: str, alert_id: str) -> None:
+    """Acknowledge an alert: it stays until its condition clears, but is not sent again."""
+    from cleargro_pipeline.alerts import service
+
+    service.acknowledge(tenant, alert_id)
+    click.echo(f"alert {alert_id} acknowledged")
+
+
+def _print_alerts(alerts: list) -> None:  # type: ignore[type-arg]
+    if not alerts:
+        click.echo("no alerts")
+        return
+    for a in alerts:
+        figures = ("" if a.observed is None else
+                   f" observed {a.observed:,.2f}" + ("" if a.expected is None else f" vs expected {a.expected:,.2f}"))
+        click.echo(f"  {a.for_date}  {a.severity:<8} {a.status:<12} {a.alert_type:<32} "
+                   f"{a.entity_id:<24}{figures}")
+        click.echo(f"      {a.message}  [{a.alert_id}]")
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -215,6 +297,7 @@ def demo(size: str) -> None:
     elapsed = time.monotonic() - started
     _print_summary(summary, queries.table_row_counts(DEMO_TENANT), elapsed)
     _print_opportunities(DEMO_TENANT, queries.top_opportunities(DEMO_TENANT, limit=5))
+    _print_demo_alerts(DEMO_TENANT)
     click.echo(f"\nLatest weekly report ({week}), stored encrypted in the warehouse. Export it:")
     click.echo(f"  .venv/bin/cleargro report --tenant {DEMO_TENANT} --period {week} "
                f"--out {DEMO_TENANT}-{week}.html")
@@ -234,6 +317,16 @@ def _print_summary(summary, counts: dict[str, int], elapsed: float) -> None:  # 
     echo("\nOpen the Dagster UI:  make dev   (http://127.0.0.1:3000)")
     echo(f"Query as an analyst:  .venv/bin/cleargro sql --tenant {summary.tenant} "
          "\"select * from marts.fct_daily_sales order by date_day desc limit 7\"")
+
+
+def _print_demo_alerts(tenant: str) -> None:
+    from cleargro_pipeline.alerts import service
+    from cleargro_pipeline.orchestration.runner import dagster_instance
+
+    outcome = service.run(tenant, instance=dagster_instance())
+    click.echo(f"\nAlerts ({len(outcome.active)} active; send them somewhere with "
+               f"`cleargro tenants configure {tenant} --webhook URL`):")
+    _print_alerts(outcome.active)
 
 
 def _print_opportunities(tenant: str, top: list[dict]) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from cleargro_pipeline.orchestration.alerting import (
+    alert_dispatch, alerts_after_refresh, alerts_on_run_failure)
 from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
 from cleargro_pipeline.orchestration.jobs import daily_tenant_refresh, tenant_refresh
 from cleargro_pipeline.orchestration.reporting import (
@@ -17,6 +19,7 @@ defs = dg.Definitions(
     assets=[*RAW_ASSETS, dbt_models, weekly_report, monthly_report],
     jobs=[tenant_refresh, weekly_reports, monthly_reports],
     schedules=[daily_tenant_refresh, weekly_report_schedule, monthly_report_schedule],
+    sensors=[alerts_after_refresh, alerts_on_run_failure, alert_dispatch],
     # dbt from this interpreter's environment, whatever PATH says.
     resources={"dbt": DbtCliResource(project_dir=dbt_project,
                                      dbt_executable=str(Path(sys.executable).with_name("dbt")))},

@@ -4,3 +4,8 @@
 
 class CleargroError(Exception):
     pass
+
+
+class CredentialsRejected(CleargroError):
+    """A source refused the tenant's stored credentials (revoked, expired or wrong): syncing it
+    cannot succeed until the merchant reconnects it. Raises the `credentials_invalid` alert."""

@@ -24,9 +24,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.errors import CleargroError, CredentialsRejected
 from cleargro_pipeline.settings import paths
 
 SYSTEMS = ("shop", "ga4", "google_ads", "app")
@@ -105,7 +105,8 @@ def _unpack(tenant: str, exitcode: int | None, outcome: tuple[str, Any] | None) 
     if outcome and outcome[0] == "ok":
         return outcome[1]
     if outcome and outcome[0] == "error":
-        raise IngestError(f"tenant '{tenant}': load failed: {outcome[1]}")
+        kind = CredentialsRejected if outcome[2] else IngestError
+        raise kind(f"tenant '{tenant}': load failed: {outcome[1]}")
     cause = (f"killed by signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0
              else f"exited with status {exitcode}")
     raise IngestError(f"tenant '{tenant}': loader process {cause} mid-load; completed tables "
@@ -128,21 +129,32 @@ def _child_main(tenant: str, plan: Any, systems: tuple[str, ...], work_dir: str,
         reports = _load_in_child(tenant, plan, systems, Path(work_dir))
         sender.send(("ok", reports))
     except BaseException as error:  # noqa: BLE001 - every failure must reach the parent, sanitised
-        sender.send(("error", _safe_message(error)))
+        sender.send(("error", _safe_message(error), _rejected_credentials(error)))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         sender.close()
 
 
-def _safe_message(error: BaseException) -> str:
-    """Our own errors (also when dlt wraps them) are shown; others by class only."""
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps (dlt keeps the original in `.exception`), ten deep at most."""
     seen: BaseException | None = error
     for _ in range(10):
         if seen is None:
-            break
+            return
+        yield seen
+        seen = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
+
+
+def _rejected_credentials(error: BaseException) -> bool:
+    """Whether a source refused the credentials (the parent re-raises it as such, for alerts)."""
+    return any(isinstance(seen, CredentialsRejected) for seen in _causes(error))
+
+
+def _safe_message(error: BaseException) -> str:
+    """Our own errors (also when dlt wraps them) are shown; others by class only."""
+    for seen in _causes(error):
         if isinstance(seen, CleargroError):
             return f"{type(seen).__name__}: {seen}"
-        seen = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
     step = getattr(error, "step", None)
     where = f" in dlt step '{step}'" if step else ""
     if os.environ.get("CLEARGRO_DEBUG_LOAD"):
@@ -279,6 +291,8 @@ def _injected_fault(system: str) -> None:
         return
     if action == "fail":
         raise IngestError(f"injected failure while loading {system} (test fault)")
+    if action == "reject":
+        raise CredentialsRejected(f"{system} rejected the stored credentials (test fault)")
     if action == "stall":
         Path(os.environ["CLEARGRO_TEST_STALL_MARKER"]).write_text(str(os.getpid()))
         time.sleep(3600)

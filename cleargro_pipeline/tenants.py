@@ -42,6 +42,9 @@ class Tenant:
     currency: str = "USD"
     # Overrides of the opportunity-rule settings (dbt vars; defaults in dbt_project.yml).
     insights: dict[str, int | float] = field(default_factory=dict)
+    # Alert channels without their targets: {"channel_id", "kind", "min_severity", "digest"}.
+    # Webhook URLs (they carry tokens) and addresses are in the secret store (alerts.routing).
+    alert_channels: list[dict[str, Any]] = field(default_factory=list)
 
 
 def validate_name(name: str) -> str:
@@ -105,6 +108,15 @@ def configure_source(name: str, system: str, config: dict[str, Any]) -> Tenant:
     tenant.sources[system] = dict(config)
     _write(tenant)
     audit.append("tenant_configured", tenant=name, source=system)
+    return tenant
+
+
+def set_alert_channels(name: str, channels: list[dict[str, Any]]) -> Tenant:
+    tenant = get(name)
+    tenant.alert_channels = [dict(c) for c in channels]
+    _write(tenant)
+    audit.append("tenant_configured", tenant=name,
+                 alert_channels=[c["channel_id"] for c in channels])
     return tenant
 
 

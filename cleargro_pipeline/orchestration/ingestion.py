@@ -61,4 +61,5 @@ def raw_assets(system: str) -> dg.AssetsDefinition:
     return load
 
 
-RAW_ASSETS = [raw_assets(system) for system in ingest.SYSTEMS]
+RAW_ASSETS_BY_SYSTEM = {system: raw_assets(system) for system in ingest.SYSTEMS}
+RAW_ASSETS = list(RAW_ASSETS_BY_SYSTEM.values())

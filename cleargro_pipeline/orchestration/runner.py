@@ -30,7 +30,7 @@ class RunSummary:
 def materialize_tenant(tenant: str) -> RunSummary:
     from cleargro_pipeline.definitions import defs
 
-    instance = _instance()
+    instance = dagster_instance()
     job = defs.resolve_job_def("tenant_refresh")
     result = job.execute_in_process(
         instance=instance, partition_key=tenant, asset_selection=tenant_selection(tenant),
@@ -49,7 +49,7 @@ def materialize_report(tenant: str, period: str) -> RunSummary:
     from cleargro_pipeline.definitions import defs
     from cleargro_pipeline.orchestration import reporting
 
-    instance = _instance()
+    instance = dagster_instance()
     weekly = "-W" in period
     job = defs.resolve_job_def("weekly_reports" if weekly else "monthly_reports")
     key = dg.MultiPartitionKey({"tenant": tenant, **(
@@ -63,7 +63,7 @@ def materialize_report(tenant: str, period: str) -> RunSummary:
     return RunSummary(tenant, result.run_id, _step_seconds(instance, result.run_id))
 
 
-def _instance() -> dg.DagsterInstance:
+def dagster_instance() -> dg.DagsterInstance:
     """The DAGSTER_HOME instance, with every registered tenant as a partition."""
     bootstrap.dagster_home()
     instance = dg.DagsterInstance.get()

@@ -1,0 +1,107 @@
+"""Platform alerts, read from the Dagster instance: stale sources and failed runs.
+
+They name the source, job, step and error class, never a customer value: Dagster's error
+messages may quote data, so only the class is taken from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+
+from cleargro_pipeline import tenants
+from cleargro_pipeline.alerts.store import Detection
+
+STALE_AFTER = timedelta(hours=36)
+CRITICAL_STALE_AFTER = timedelta(hours=72)
+WATCHED_JOBS = ("tenant_refresh", "weekly_reports", "monthly_reports")
+TENANT_TAG = "cleargro/tenant"  # = orchestration.jobs.TENANT_TAG (kept import-free of it)
+CREDENTIALS_ERROR = "CredentialsRejected"
+
+
+def dagster_url() -> str:
+    import os
+
+    return os.environ.get("CLEARGRO_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
+
+
+def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> list[Detection]:
+    """`data_stale` for each synced source whose last successful sync is over 36 h old.
+
+    A sync counts when Dagster recorded its raw assets for the tenant's partition, with or
+    without new rows (a quiet source is not a stale one). A source never synced counts from
+    the day the tenant was registered.
+    """
+    found = []
+    registered = datetime.fromisoformat(tenants.get(tenant).created_at)
+    for system in tenants.get(tenant).sources:
+        last = _last_sync(instance, tenant, system) or registered
+        age = now - last
+        if age <= STALE_AFTER:
+            continue
+        hours = age.total_seconds() / 3600
+        found.append(Detection(
+            alert_type="data_stale",
+            severity="critical" if age > CRITICAL_STALE_AFTER else "warning",
+            entity_type="source", entity_id=system, metric="hours_since_last_sync",
+            observed=round(hours, 1), expected=STALE_AFTER.total_seconds() / 3600,
+            episode_start=(last + STALE_AFTER).date(), detected_on=now.date(),
+            message=f"{system} has not synced for {hours:.0f} h (alert after "
+                    f"{STALE_AFTER.total_seconds() / 3600:.0f} h); last sync {last:%Y-%m-%d %H:%M} UTC.",
+            link=f"cleargro run --tenant {tenant}"))
+    return found
+
+
+def _last_sync(instance: dg.DagsterInstance, tenant: str, system: str) -> datetime | None:
+    from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS_BY_SYSTEM
+
+    key = next(iter(RAW_ASSETS_BY_SYSTEM[system].keys))
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[tenant]), limit=1).records
+    return (datetime.fromtimestamp(records[0].timestamp, timezone.utc) if records else None)
+
+
+def failed_runs(instance: dg.DagsterInstance, tenant: str) -> list[Detection]:
+    """`pipeline_failed` (or `credentials_invalid`) while a watched job's latest run for the
+    tenant failed; a later successful run clears it."""
+    found = []
+    for job in WATCHED_JOBS:
+        runs = instance.get_runs(dg.RunsFilter(
+            job_name=job, tags={TENANT_TAG: tenant},
+            statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=1)
+        if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:
+            found.extend(_failure(instance, tenant, job, runs[0]))
+    return found
+
+
+def _failure(instance: dg.DagsterInstance, tenant: str, job: str, run: Any) -> list[Detection]:
+    ended = datetime.fromtimestamp(
+        instance.get_run_record_by_id(run.run_id).end_time or 0, timezone.utc)
+    steps = [(event.step_key, event.dagster_event.step_failure_data.error)
+             for event in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+    step, error = steps[0] if steps else ("run start", None)
+    cls = _root_class(error) if error else "RunFailure"
+    link = f"{dagster_url()}/runs/{run.run_id}"
+    if cls == CREDENTIALS_ERROR:
+        system = (step or "").removeprefix("load_raw_")
+        return [Detection(
+            alert_type="credentials_invalid", severity="critical", entity_type="source",
+            entity_id=system, metric="sync_status", observed=None, expected=None,
+            episode_start=ended.date(), detected_on=ended.date(), link=link,
+            message=f"{system} rejected the stored credentials in run {run.run_id[:8]}: "
+                    f"reconnect the integration to resume syncing.")]
+    return [Detection(
+        alert_type="pipeline_failed", severity="critical", entity_type="job", entity_id=job,
+        metric="failed_step", observed=None, expected=None, episode_start=ended.date(),
+        detected_on=ended.date(), link=link,
+        message=f"Run {run.run_id[:8]} of {job} failed at step {step} ({cls}).")]
+
+
+def _root_class(error: Any) -> str:
+    """The class of our own error under Dagster's wrappers (e.g. DagsterExecutionStepExecutionError)."""
+    while error is not None and error.cls_name and error.cls_name.startswith("Dagster") \
+            and error.cause is not None:
+        error = error.cause
+    return error.cls_name or "Error"
