@@ -138,6 +138,42 @@ def _configure_insights(name: str, settings: tuple[str, ...], unset: tuple[str, 
         click.echo("all insight settings at their defaults")
 
 
+# --- secrets ---------------------------------------------------------------------------
+
+@cli.group(name="secrets")
+def secrets_group() -> None:
+    """Credentials sealed under the master key (a tenant's, or the platform's: SCOPE 'platform')."""
+
+
+@secrets_group.command(name="set")
+@click.argument("scope")
+@click.argument("name")
+def secrets_set(scope: str, name: str) -> None:
+    """Store a secret read from the terminal (hidden) or stdin: never from the command line,
+    which other users and shell history can see. E.g. the SMTP relay's password:
+    `cleargro secrets set platform smtp_password < password-file`."""
+    from cleargro_pipeline import secret_store
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"{scope}/{name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read().rstrip("\n")
+    if not value:
+        raise click.ClickException("empty secret: nothing stored")
+    secret_store.put(scope, name, value)
+    click.echo(f"stored {scope}/{name}")
+
+
+@secrets_group.command(name="list")
+@click.argument("scope")
+def secrets_list(scope: str) -> None:
+    """Names only; values are never shown."""
+    from cleargro_pipeline import secret_store
+
+    for name in secret_store.names(scope):
+        click.echo(name)
+
+
 # --- alerts ----------------------------------------------------------------------------
 
 @cli.group(name="alerts")

@@ -87,3 +87,18 @@ def test_missing_secret_and_bad_names_are_named(data_dir):
     with pytest.raises(secret_store.InvalidSecretName, match="name"):
         secret_store.put("acme", "a/b", "y")
     assert not paths().registry.exists() or not list(paths().registry.rglob("secrets.json"))
+
+
+def test_cli_reads_the_secret_from_stdin_and_lists_names_only(data_dir):
+    from click.testing import CliRunner
+
+    from cleargro_pipeline.cli import cli
+
+    runner = CliRunner()
+    stored = runner.invoke(cli, ["secrets", "set", "platform", "smtp_password"], input="s3cret-pw\n")
+    assert stored.exit_code == 0, stored.output
+    assert secret_store.get("platform", "smtp_password") == "s3cret-pw"
+    listed = runner.invoke(cli, ["secrets", "list", "platform"])
+    assert listed.output == "smtp_password\n"
+    empty = runner.invoke(cli, ["secrets", "set", "platform", "other"], input="")
+    assert empty.exit_code != 0 and "other" not in secret_store.names("platform")
