@@ -217,12 +217,14 @@ def alerts_ack(tenant: str, alert_id: str) -> None:
 
 
 def _print_alerts(alerts: list) -> None:  # type: ignore[type-arg]
+    from cleargro_pipeline.alerts.model import format_value
+
     if not alerts:
         click.echo("no alerts")
         return
     for a in alerts:
-        figures = ("" if a.observed is None else
-                   f" observed {a.observed:,.2f}" + ("" if a.expected is None else f" vs expected {a.expected:,.2f}"))
+        figures = ("" if a.observed is None else f" observed {format_value(a.observed)}"
+                   f" vs expected {format_value(a.expected)}")
         click.echo(f"  {a.for_date}  {a.severity:<8} {a.status:<12} {a.alert_type:<32} "
                    f"{a.entity_id:<24}{figures}")
         click.echo(f"      {a.message}  [{a.alert_id}]")

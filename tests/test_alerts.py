@@ -120,3 +120,17 @@ def test_sensors_deliver_each_alert_once_and_acknowledged_alerts_stay_quiet(acme
     actions = [e["action"] for e in audit.entries() if e["tenant"] == acme]
     assert {"alerts_evaluated", "alerts_dispatched", "alert_acknowledged"} <= set(actions)
     assert audit.verify().entries == len(audit.entries())  # raises if the chain is broken
+
+
+def test_business_detections_of_the_latest_day_become_alerts_once(demo_env):
+    # The small demo plants an outage on its as-of day (2026-11-27): revenue and orders fall.
+    first = service.run(demo_env)
+    active = _active(first)
+    assert {("revenue_drop", "shop"), ("orders_drop", "shop")} <= set(active)
+    drop = active[("revenue_drop", "shop")]
+    assert drop.for_date.isoformat() == "2026-11-27" and drop.severity in ("warning", "critical")
+    assert drop.observed < drop.expected and "below the median" in drop.message
+    assert drop.link == "cleargro report --tenant demo --period 2026-W48 --out report.html"
+    again = service.run(demo_env)
+    assert again.raised == [] and again.resolved == []
+    assert {a.alert_id for a in again.active} == {a.alert_id for a in first.active}

@@ -1,6 +1,6 @@
-"""dbt unit tests (every opportunity rule's positive and near-miss cases, the opportunity
-state and feedback logic) run here, against the shared demo warehouse for column types;
-tenant runs exclude them."""
+"""dbt unit tests (every opportunity rule's and alert rule's positive and near-miss cases, the
+opportunity state and feedback logic, alert episodes) run here, against the shared demo
+warehouse for column types; tenant runs exclude them."""
 
 from __future__ import annotations
 
@@ -31,5 +31,6 @@ def test_every_dbt_unit_test_passes(demo_env):
     assert done, run.stdout[-2000:]
     passed, _, errors, skipped = map(int, done.groups())
     assert errors == 0 and skipped == 0
-    # Two cases (positive, near miss) per rule at least, plus the state and feedback logic.
-    assert passed == _declared_unit_tests() >= 13 * 2 + 5
+    # Two cases (positive, near miss) per rule at least, plus the state and feedback logic;
+    # the same for the four alert rule models, plus their episodes.
+    assert passed == _declared_unit_tests() >= 13 * 2 + 5 + 4 * 2 + 1

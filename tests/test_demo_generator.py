@@ -510,6 +510,7 @@ def test_stock_history_is_consistent(shop, t):
     assert delivered.min() >= 0  # stock falls by the units ordered; only deliveries add
     assert 0 < (delivered > 0).mean() < 0.1
     planted = {p.entity_id for p in shop.ground_truth() if p.kind in ("stockout_lost_sales", "ads_on_out_of_stock")}
+    planted |= {p.entity_id for p in shop.planted_incidents() if p.kind == "bestseller_stockout"}
     deny = d.filter(pl.col("inventory_policy") == "deny")
     # Nothing sells on a day that starts out of stock without a delivery.
     assert deny.filter((pl.col("before") <= 0) & (pl.col("units") > 0)
@@ -546,3 +547,35 @@ def test_app_events_follow_the_planted_opportunities(shop, t):
 def test_opportunity_id_is_the_md5_of_tenant_type_entity():
     assert opportunity_id("demo", "wasted_keyword", "oak salad servers") == hashlib.md5(
         b"demo|wasted_keyword|oak salad servers").hexdigest()
+
+
+# --- planted business-alert incidents (demo/incidents.py) ---
+
+ALERT_TYPES = {"revenue_drop", "orders_drop", "sessions_drop", "conversion_rate_drop",
+               "ad_spend_spike_without_revenue", "roas_drop", "bestseller_stockout"}
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_one_clear_cut_incident_of_each_alert_type_on_its_own_day(seed, shop):
+    s = shop if seed == 7 else DemoShop("small", seed=seed)
+    incidents = s.planted_incidents()
+    assert {p.kind for p in incidents} == ALERT_TYPES and len(incidents) == len(ALERT_TYPES)
+    days = {p.kind: date.fromisoformat(p.detail["date"]) for p in incidents}
+    assert len(set(days.values())) == len(days)  # distinct days
+    assert all(AS_OF - timedelta(days=46) <= d <= AS_OF for d in days.values())
+    by_kind = {p.kind: p.detail for p in incidents}
+    for kind in ("revenue_drop", "orders_drop", "sessions_drop", "conversion_rate_drop"):  # rules: 30 %, 3.5
+        assert by_kind[kind]["change"] <= -0.45 and by_kind[kind]["robust_score"] <= -4.5, (kind, by_kind[kind])
+    spike = by_kind["ad_spend_spike_without_revenue"]  # rule: +50 %, revenue <= 0.2 x that
+    assert spike["change"] >= 1.2 and spike["revenue_change"] <= 0.1 * spike["change"], spike
+    assert by_kind["roas_drop"]["ratio"] <= 0.55  # rule: under 0.7
+    out = by_kind["bestseller_stockout"]  # rule: top 20 % of sellers on the day it ran out
+    assert out["revenue_rank"] <= 0.1 * out["sellers_28d"]
+    before, day, after, restocked = out["stock_from_day_before"]
+    assert before > 0 and day == after == 0 and restocked > 0  # two zero days, far from the 30-day window
+    assert AS_OF - days["bestseller_stockout"] > timedelta(days=30)
+
+
+def test_without_incidents_nothing_is_planted_for_alerts_either():
+    calm = DemoShop("small", seed=7, incidents=False)
+    assert calm.alert_incidents is None and calm.planted_incidents() == [] and calm.spike_day is None

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from cleargro_pipeline import secret_store
-from cleargro_pipeline.alerts.model import SEVERITIES, Alert, severity_rank
+from cleargro_pipeline.alerts.model import SEVERITIES, Alert, format_value, severity_rank
 from cleargro_pipeline.errors import CleargroError
 
 KINDS = ("webhook", "email")
@@ -168,10 +168,6 @@ def _error_text(error: BaseException) -> str:
 
 # --- message content ---------------------------------------------------------------------
 
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{float(value):,.2f}"
-
-
 def as_float(value: Any) -> float | None:
     # Alerts built from DuckDB rows may carry Decimal, which JSON cannot encode.
     return None if value is None else float(value)
@@ -197,8 +193,8 @@ def _title(tenant: str, alerts: list[Alert]) -> str:
 def _alert_lines(alert: Alert) -> list[str]:
     lines = [f"{alert.severity.upper()} {alert.alert_type} ({alert.entity_type} {alert.entity_id})",
              alert.message,
-             f"{alert.metric}: observed {_number(alert.observed)}, "
-             f"expected {_number(alert.expected)} (for {alert.for_date.isoformat()})"]
+             f"{alert.metric}: observed {format_value(alert.observed)}, "
+             f"expected {format_value(alert.expected)} (for {alert.for_date.isoformat()})"]
     if alert.link:
         lines.append(f"Next: {alert.link}")
     return lines

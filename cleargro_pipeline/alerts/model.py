@@ -22,6 +22,14 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
 
+def format_value(value: float | None) -> str:
+    """Money and counts with two decimals; rates (under 1) with four, so 0.0048 is not 0.00."""
+    if value is None:
+        return "n/a"
+    value = float(value)
+    return f"{value:,.2f}" if value == 0 or abs(value) >= 1 else f"{value:.4f}"
+
+
 def alert_id(tenant: str, alert_type: str, entity_id: str, for_date: date) -> str:
     """Stable id of one condition episode: tenant, type, entity and the day it began."""
     text = f"{tenant}|{alert_type}|{entity_id}|{for_date.isoformat()}"

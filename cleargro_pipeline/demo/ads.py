@@ -173,13 +173,14 @@ def _micros(dollars: np.ndarray) -> np.ndarray:
 
 
 def generate_month(layout: AdsLayout, plan: AdsPlan, roas: np.ndarray, rng: np.random.Generator,
-                   days: np.ndarray, spend: np.ndarray, last_day: int, keep_last: float,
+                   days: np.ndarray, spend: np.ndarray, last_day: int, keep: np.ndarray,
                    item_ids: pa.Array) -> AdsMonth:
-    """`spend`: expected account spend per day (dollars); `keep_last`: share of the last
-    day's conversions that survive the planted checkout outage."""
+    """`spend`: account spend per day (dollars: expected, times a planted spike); `keep`: share
+    of each day's conversions (and their value) that are recorded: below 1 on the planted
+    checkout outage and order drop, the ROAS-drop week and the spend spike (incidents.py)."""
     n_d, n_c = len(days), len(CAMPAIGNS)
     camp_spend = spend[:, None] * np.array([c[2] for c in CAMPAIGNS])[None, :]
-    conv_keep = np.where(days == last_day, keep_last, 1.0)[:, None]
+    conv_keep = np.asarray(keep, float)[:, None]
 
     # keywords (D x K)
     lam = camp_spend[:, layout.kw_campaign] * layout.kw_weight / layout.kw_cpc

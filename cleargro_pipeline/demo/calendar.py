@@ -44,7 +44,10 @@ def _seasonality(days: np.ndarray) -> np.ndarray:
     return 1 + 0.18 * np.cos(2 * np.pi * (doy - 350) / 365.25) + 0.45 * np.exp(-dist**2 / (2 * 12.0**2))
 
 
-def build_calendar(rng: np.random.Generator, end: date, total_orders: int, incidents: bool) -> Calendar:
+def build_calendar(rng: np.random.Generator, end: date, total_orders: int, incidents: bool,
+                   order_keep: dict[int, float] | None = None) -> Calendar:
+    """`order_keep` {day: share}: planted order drops (incidents.py), only that share of the
+    day's orders goes through (at every hour of the day)."""
     end_day = (end - date(1970, 1, 1)).days
     days = np.arange(end_day - DAYS + 1, end_day + 1)
     t = (days - days[0]) / 365.25
@@ -56,6 +59,8 @@ def build_calendar(rng: np.random.Generator, end: date, total_orders: int, incid
     if outage is not None:  # the planted revenue drop: most of the last day's orders never happen
         w = HOUR / HOUR.sum()
         counts[-1] = round(counts[-1] * (w[:outage].sum() + OUTAGE_KEEP * w[outage:].sum()))
+    for day, keep in (order_keep or {}).items():
+        counts[day - days[0]] = round(counts[day - days[0]] * keep)
 
     months = days.astype("datetime64[D]").astype("datetime64[M]")
     starts = np.flatnonzero(np.r_[True, months[1:] != months[:-1]])

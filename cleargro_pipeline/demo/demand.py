@@ -77,24 +77,34 @@ class Demand:
     def finish(self, rng: np.random.Generator, sells_on: dict[int, int] | None = None) -> None:
         """Cumulative expectations at month starts, and phases. `sells_on` {variant: day}:
         phase the variant so that one of its lines falls on that day (the planted
-        out-of-stock variants sell their last unit the day before they show as empty)."""
+        out-of-stock variants sell their last unit the day before they show as empty, the
+        planted bestseller stock-out its last before it runs out)."""
+        sells_on = sells_on or {}
         n_m = len(self.month_bounds)
+        month_of = {day: self._month_of(day) for day in sells_on.values()}
         self.offsets = np.zeros((n_m + 1, self.n_variants))
-        last_inc = None
+        kept = {}
         for m in range(n_m):
             inc = self.increments(m)
             # the same sum as quotas() computes, so month boundaries agree to the bit
             self.offsets[m + 1] = (self.offsets[m][None, :] + np.cumsum(inc, axis=0))[-1]
-            last_inc = inc
+            if m in month_of.values():
+                kept[m] = inc
         self.phase = rng.random(self.n_variants)
-        a, _ = self.month_bounds[-1]
-        for v, day in (sells_on or {}).items():
-            i = day - int(self.days[a])
-            cum = (self.offsets[-2][None, :] + np.cumsum(last_inc, axis=0))[:, v]
-            x, step = cum[i], cum[i] - (cum[i - 1] if i > 0 else self.offsets[-2, v])
+        for v, day in sells_on.items():
+            m = month_of[day]
+            i = day - int(self.days[self.month_bounds[m][0]])
+            cum = (self.offsets[m][None, :] + np.cumsum(kept[m], axis=0))[:, v]
+            x, step = cum[i], cum[i] - (cum[i - 1] if i > 0 else self.offsets[m, v])
             if step <= 0:
                 raise ValueError(f"variant {v} has no demand on day {day}")
             self.phase[v] = np.ceil(x) - x + min(step / 2, 1e-6)  # an integer step lands on day i
+
+    def _month_of(self, day: int) -> int:
+        for m, (a, b) in enumerate(self.month_bounds):
+            if self.days[a] <= day < self.days[a] + (b - a):
+                return m
+        raise ValueError(f"day {day} is outside the calendar")
 
     def quotas(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         """Lines of month m: (day index within the month, variant), sorted by day. Kept

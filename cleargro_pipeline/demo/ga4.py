@@ -20,8 +20,22 @@ ORDER_SHARE = np.array([0.28, 0.25, 0.20, 0.12, 0.09, 0.06])
 SESSION_CR = np.array([0.025, 0.02, 0.03, 0.04, 0.012, 0.01])
 ENGAGED = np.array([0.62, 0.66, 0.58, 0.70, 0.45, 0.50])
 TRACKED = 0.94
+DIRECT = CHANNELS.index("(direct) / (none)")  # where planted bot traffic lands
 VIEW_TO_PURCHASE = 0.04  # the shop's median item rate
 BROWSE_VIEWS = 0.1  # daily views of an item that nobody buys
+
+
+def session_factor(days: np.ndarray, sessions_drop: dict[int, float], bots: dict[int, float]) -> np.ndarray:
+    """(days, channels) factors of the planted session incidents: `sessions_drop` {day: share
+    recorded} on every channel; `bots` {day: extra}: extra x the day's expected sessions arrive
+    as direct traffic."""
+    factor = np.ones((len(days), len(CHANNELS)))
+    share = ORDER_SHARE / SESSION_CR  # expected sessions per channel, relative
+    for day, keep in sessions_drop.items():
+        factor[days == day] *= keep
+    for day, extra in bots.items():
+        factor[days == day, DIRECT] += extra * share.sum() / share[DIRECT]
+    return factor
 
 
 def item_rates(rng: np.random.Generator, n_variants: int, planted: np.ndarray) -> np.ndarray:
@@ -37,13 +51,15 @@ def tracked_orders(om: OrdersMonth, rng: np.random.Generator) -> tuple[np.ndarra
     return tracked, channel
 
 
-def traffic_table(om, tracked, channel, rng, days, demand) -> pa.Table:
+def traffic_table(om, tracked, channel, rng, days, demand, factor: np.ndarray | None = None) -> pa.Table:
+    """`factor` (days, channels): planted changes of the sessions GA4 records (incidents.py)."""
     n_d, n_c = len(days), len(CHANNELS)
     key = (om.day - days[0]) * n_c + channel
     purchases = np.bincount(key[tracked], minlength=n_d * n_c)
     revenue = np.bincount(key[tracked], weights=om.total[tracked] / 100, minlength=n_d * n_c)
     # Sessions follow expected demand, so a checkout outage shows as a conversion drop.
-    sessions = np.round(demand[:, None] * ORDER_SHARE / SESSION_CR * rng.lognormal(0, 0.08, (n_d, n_c)))
+    sessions = np.round(demand[:, None] * ORDER_SHARE / SESSION_CR * rng.lognormal(0, 0.08, (n_d, n_c))
+                        * (1.0 if factor is None else factor))
     sessions = np.maximum(sessions.ravel().astype(np.int64), purchases * 3)
     engaged = rng.binomial(sessions, np.tile(ENGAGED, n_d))
     return build("raw_ga4", "traffic_daily", {

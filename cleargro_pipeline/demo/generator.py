@@ -5,6 +5,10 @@ numpy's SeedSequence, so a table's bytes never depend on what was iterated befor
 Dimension data (catalogue, calendar, ads layout, planted situations, stock) is
 generated once and cached on the object; fact tables are generated per month.
 
+Planted business-alert incidents (incidents.py: one per alert type, on their own days in
+the six weeks before as_of) change the calendar's orders, the GA4 sessions, the Ads spend
+and conversions and one bestseller's stock; `incidents=False` plants nothing at all.
+
 The planted situations are chosen first, from expected demand; the demand model
 (demand.py) then sets every day's lines with bounded noise and the planted changes,
 lines sell at the price in force (prices.py), and the stock history (inventory.py) is
@@ -31,9 +35,10 @@ from .calendar import HOUR, OUTAGE_KEEP, Calendar, build_calendar
 from .catalog import CATEGORY_NAMES, Catalog, build_catalog, customer_ids, shopper_identity, size_spec
 from .columns import US_PER_DAY, build, money, strings, ts
 from .demand import Demand, Multipliers, build_demand
+from .incidents import Incidents, plan_incidents
 from .inventory import StockHistory, build_history
 from .prices import PriceHistory, build_prices
-from .truth import PlantedSituation, ground_truth, opportunity_id, planted_entities
+from .truth import PlantedSituation, ground_truth, incidents, opportunity_id, planted_entities
 
 OVERSTOCK_QUIET = 100  # planted slow movers have sold nothing for this many days
 FAULTY_DAYS = 120  # the faulty batch has been selling this long
@@ -91,6 +96,7 @@ class Plan:
     rises: dict[int, tuple[int, float]] = field(default_factory=dict)  # v -> (day, pct)
     rise_factor: dict[int, float] = field(default_factory=dict)  # v -> conversion factor after the rise
     decline_factor: np.ndarray = field(default_factory=lambda: np.zeros(0))  # demand factor, last 28 days
+    bestseller_stockout: np.ndarray = field(default_factory=lambda: _none())  # the alert incident (incidents.py)
 
 
 def _none() -> np.ndarray:
@@ -112,8 +118,17 @@ class DemoShop:
 
     # --- cached dimension data ---
     @cached_property
+    def alert_incidents(self) -> Incidents | None:
+        """The planted business-alert incidents (incidents.py); None without incidents."""
+        if not self.incidents:
+            return None
+        return plan_incidents(self._rng("incidents"), (self.as_of - date(1970, 1, 1)).days)
+
+    @cached_property
     def calendar(self) -> Calendar:
-        return build_calendar(self._rng("calendar"), self.as_of, self.spec.orders, self.incidents)
+        inc = self.alert_incidents
+        keep = {inc.orders_day: inc.orders_keep} if inc else None
+        return build_calendar(self._rng("calendar"), self.as_of, self.spec.orders, self.incidents, keep)
 
     @property
     def _start_us(self) -> int:
@@ -153,7 +168,12 @@ class DemoShop:
         d.mult.add(plan.declining, a - 27, a, plan.decline_factor)
         for v in plan.price_rise:
             d.mult.add([v], plan.rises[int(v)][0], a, plan.rise_factor[int(v)])
-        d.finish(self._rng("demand_phase"), {int(v): a for v in plan.oos})
+        sells_on = {int(v): a for v in plan.oos}
+        if len(plan.bestseller_stockout):  # its last unit on the day, nothing the next: zero stock twice
+            day = self.alert_incidents.stockout_day
+            d.mult.add(plan.bestseller_stockout, day + 1, day + 1, 0.0)
+            sells_on.update({int(v): day for v in plan.bestseller_stockout})
+        d.finish(self._rng("demand_phase"), sells_on)
         return d
 
     @cached_property
@@ -243,10 +263,19 @@ class DemoShop:
                                oos_products=np.searchsorted(lay.prod_variant, oos), oos_from=a + 1,
                                losing_products=np.searchsorted(lay.prod_variant, losing),
                                losing_rho=rng.uniform(0.06, 0.12, len(losing)))
+        # The bestseller stock-out incident: among the top 5% by expected revenue of the 28 days
+        # ending on its day (the rule flags the top 20%), policy deny, none planted elsewhere.
+        # Its own RNG stream: the opportunity plants above do not move.
+        end = self.alert_incidents.stockout_day - int(cal.days[0]) + 1
+        revenue_then = base.expected(end - 28, end) * per_unit * cat.price
+        top = np.empty(cat.n_variants, np.int64)
+        top[np.argsort(-revenue_then, kind="stable")] = np.arange(cat.n_variants)
+        bestseller_stockout = _pick(self._rng("incident_plan"),
+                                    np.flatnonzero((top < 0.05 * cat.n_variants) & cat.deny & ~taken), 1)
         return Plan(oos=oos, low_stock=low_stock, low_conversion=low_conv, ads=ads_plan,
                     stockout=stockout, stockout_days=stockout_days, overstock=overstock, declining=declining,
                     faulty=faulty, losing=losing, price_rise=price_rise, rises=rises, rise_factor=rise_factor,
-                    decline_factor=decline_factor)
+                    decline_factor=decline_factor, bestseller_stockout=bestseller_stockout)
 
     @cached_property
     def _final_stock(self) -> np.ndarray:
@@ -282,6 +311,9 @@ class DemoShop:
         n_l = len(cat.location_id)
         empty = {int(v) * n_l + loc: last for v, (_, last) in plan.stockout_days.items() for loc in range(n_l)}
         empty.update({int(v) * n_l + loc: cal.as_of for v in plan.oos for loc in range(n_l)})
+        if len(plan.bestseller_stockout):  # restocked the day after its second zero day
+            day = self.alert_incidents.stockout_day + 1
+            empty.update({int(v) * n_l + loc: day for v in plan.bestseller_stockout for loc in range(n_l)})
         return build_history(self._rng("stock_history"), cat.n_variants * n_l, n_l, int(cal.days[0]), cal.as_of,
                              self._full_pass["sales"], self._final_stock.ravel(), empty)
 
@@ -412,11 +444,56 @@ class DemoShop:
         w = HOUR / HOUR.sum()
         return float(w[:h].sum() + OUTAGE_KEEP * w[h:].sum())
 
+    @cached_property
+    def spike_day(self) -> int | None:
+        """The day of the planted ad-spend spike: of the incident's candidate days, the one
+        whose shop revenue is lowest against the median of the same weekday over the 8 weeks
+        before (the alert wants revenue flat or down; orders never depend on ads)."""
+        inc = self.alert_incidents
+        if inc is None:
+            return None
+        revenue = self._daily_revenue(75)
+        change = {}
+        for day in inc.spike_candidates:
+            base = [revenue.get(day - 7 * k, 0) for k in range(1, 9)]
+            change[day] = revenue.get(day, 0) / max(float(np.median(base)), 1.0) - 1
+        return min(inc.spike_candidates, key=change.get)
+
+    def _daily_revenue(self, n_days: int) -> dict[int, int]:
+        """day -> subtotal cents of counted orders, the last n_days."""
+        out: dict[int, int] = {}
+        for m in self._months_covering(n_days):
+            om = self._orders(m)
+            counted = om.counted()
+            days, inverse = np.unique(om.day, return_inverse=True)
+            totals = np.bincount(inverse, weights=np.where(counted, om.subtotal, 0), minlength=len(days))
+            out.update({int(d): int(t) for d, t in zip(days, totals)})
+        return out
+
+    def _ads_days(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Spend per day (expected, times the planted spike) and the share of each day's
+        conversions recorded (the outage, the order drop, the ROAS week, the spike)."""
+        days = self.calendar.days[a:b]
+        spend = self._expected_spend()[a:b].copy()
+        keep = np.where(days == self.calendar.as_of, self._keep_last(), 1.0)
+        inc = self.alert_incidents
+        if inc is not None:
+            keep[days == inc.orders_day] *= inc.orders_keep
+            keep[np.isin(days, list(inc.roas_days()))] *= inc.roas_keep
+            if np.isin(days, inc.spike_candidates).any():  # spike_day reads recent orders: only here
+                spike = days == self.spike_day
+                spend[spike] *= inc.spike_factor
+                keep[spike] /= inc.spike_factor
+        return spend, keep
+
     def _ads(self, m: int) -> ads.AdsMonth:
         a, b = self.calendar.month_bounds[m]
-        return self._lru(self._ads_lru, m, lambda: ads.generate_month(
-            self.ads_layout, self.plan.ads, self.roas, self._rng("ads", m), self.calendar.days[a:b],
-            self._expected_spend()[a:b], self.calendar.as_of, self._keep_last(), self._item_ids))
+
+        def make() -> ads.AdsMonth:
+            spend, keep = self._ads_days(a, b)
+            return ads.generate_month(self.ads_layout, self.plan.ads, self.roas, self._rng("ads", m),
+                                      self.calendar.days[a:b], spend, self.calendar.as_of, keep, self._item_ids)
+        return self._lru(self._ads_lru, m, make)
 
     def _ga4(self, m: int, table: str) -> pa.Table:
         a, b = self.calendar.month_bounds[m]
@@ -424,8 +501,11 @@ class DemoShop:
         # Both reports share which orders GA4 tracked (one stream), then draw their own.
         tracked, channel = ga4.tracked_orders(om, self._rng("ga4_tracking", m))
         if table == "traffic_daily":
+            inc = self.alert_incidents
+            factor = ga4.session_factor(days, {inc.sessions_day: inc.sessions_keep}, {inc.bots_day: inc.bots_extra}) \
+                if inc else None
             return ga4.traffic_table(om, tracked, channel, self._rng("ga4_traffic", m), days,
-                                     self.calendar.demand[a:b])
+                                     self.calendar.demand[a:b], factor)
         return ga4.items_table(om, tracked, self._rng("ga4_items", m), days, self.catalog, self.item_rate,
                                self._rate_changes)
 
@@ -470,6 +550,11 @@ class DemoShop:
 
     def ground_truth(self) -> list[PlantedSituation]:
         return ground_truth(self) if self.incidents else []
+
+    def planted_incidents(self) -> list[PlantedSituation]:
+        """The planted business-alert incidents (kind = alert type, detail["date"] = the day an
+        alert must cover), one per type (incidents.py); none without incidents."""
+        return incidents(self) if self.incidents else []
 
     # --- dimension tables ---
     def _products(self) -> pa.Table:

@@ -208,6 +208,128 @@ def _revenue_drop(shop) -> list[PlantedSituation]:
                               "cause": f"checkout outage from {cal.outage_hour:02d}:00 UTC"})]
 
 
+# --- business-alert incidents (incidents.py) ----------------------------------------
+
+BASELINE_WEEKS = 8  # the alert rules' baseline: the same weekday over the previous 8 weeks
+ROAS_PREVIOUS = 28
+
+
+def incidents(shop: DemoShop) -> list[PlantedSituation]:
+    """One planted incident per business-alert type: kind = alert type, entity 'shop' (the SKU
+    for bestseller_stockout), detail["date"] = the day an alert episode must cover; observed and
+    expected as the alert rules define them (dbt_project/models/alerts/README.md), the impact
+    is expected - observed (a spike's is observed - expected)."""
+    inc = shop.alert_incidents
+    if inc is None:
+        return []
+    daily = _daily_shop(shop, 130)
+    out = []
+    for kind, metric, day, cause in (
+            ("revenue_drop", "revenue", shop.calendar.as_of,
+             f"checkout outage from {shop.calendar.outage_hour:02d}:00 UTC"),
+            ("orders_drop", "orders", inc.orders_day,
+             f"payment fault: {inc.orders_keep:.0%} of the day's orders went through"),
+            ("sessions_drop", "sessions", inc.sessions_day,
+             f"GA4 tracking fault: {inc.sessions_keep:.0%} of the day's sessions recorded"),
+            ("conversion_rate_drop", "conversion_rate", inc.bots_day,
+             f"bot traffic: {inc.bots_extra:.2f} x the day's sessions on top, none buying")):
+        observed, expected, score = _against_baseline(daily, metric, day)
+        out.append(PlantedSituation(kind, "shop", "shop", expected - observed,
+                                    {"date": _iso(day), "metric": metric, "observed": observed,
+                                     "expected": expected, "change": observed / expected - 1,
+                                     "robust_score": score, "cause": cause}))
+    day = shop.spike_day
+    spend, expected, score = _against_baseline(daily, "ad_spend", day)
+    revenue, revenue_expected, _ = _against_baseline(daily, "revenue", day)
+    out.append(PlantedSituation("ad_spend_spike_without_revenue", "shop", "shop", spend - expected,
+                                {"date": _iso(day), "metric": "ad_spend", "observed": spend, "expected": expected,
+                                 "change": spend / expected - 1, "revenue": revenue,
+                                 "revenue_expected": revenue_expected,
+                                 "revenue_change": revenue / revenue_expected - 1,
+                                 "cause": f"bidding fault: {inc.spike_factor:.2f} x the planned spend"}))
+    day = inc.roas_last
+    d = dict(zip(daily["day"], zip(daily["ad_spend"], daily["ad_value"])))
+    last = [d[x] for x in range(day - 6, day + 1)]
+    previous = [d[x] for x in range(day - 6 - ROAS_PREVIOUS, day - 6)]
+    roas_7 = sum(v for _, v in last) / sum(c for c, _ in last)
+    roas_28 = sum(v for _, v in previous) / sum(c for c, _ in previous)
+    out.append(PlantedSituation("roas_drop", "shop", "shop", roas_28 - roas_7,
+                                {"date": _iso(day), "metric": "roas_7d", "observed": roas_7, "expected": roas_28,
+                                 "ratio": roas_7 / roas_28, "from": _iso(inc.roas_first),
+                                 "cause": f"{inc.roas_keep:.0%} of Ads conversions recorded for 7 days"}))
+    out += _bestseller_stockout(shop)
+    return out
+
+
+def incident_days(shop: DemoShop) -> list[tuple[str, str, date]]:
+    """(alert type, entity id, day) of every planted incident."""
+    return [(p.kind, p.entity_id, date.fromisoformat(p.detail["date"])) for p in shop.planted_incidents()]
+
+
+def _daily_shop(shop, n: int) -> dict[str, list]:
+    """Per day of the last n (day numbers): counted orders, their revenue (subtotal), GA4
+    sessions, Ads spend and conversion value."""
+    a = shop.calendar.as_of
+    days = list(range(a - n + 1, a + 1))
+    orders, revenue = dict.fromkeys(days, 0), dict.fromkeys(days, 0.0)
+    for m in shop._months_covering(n):
+        om = shop._orders(m)
+        sel = om.counted() & (om.day > a - n)
+        for d, c, r in zip(*np.unique(om.day[sel], return_counts=True), _sum_by(om.day[sel], om.subtotal[sel])):
+            orders[int(d)], revenue[int(d)] = int(c), r / 100
+    traffic = window(shop, "raw_ga4", "traffic_daily", n, "date").group_by("date").agg(pl.col("sessions").sum())
+    ads = (window(shop, "raw_google_ads", "campaign_daily", n, "segments.date").group_by("segments.date")
+           .agg(spend=pl.col("metrics.cost_micros").sum() / 1e6, value=pl.col("metrics.conversions_value").sum()))
+    epoch = date(1970, 1, 1)
+    sessions = {(d - epoch).days: s for d, s in traffic.iter_rows()}
+    spend = {(d - epoch).days: (s, v) for d, s, v in ads.iter_rows()}
+    return {"day": days, "orders": [orders[d] for d in days], "revenue": [revenue[d] for d in days],
+            "sessions": [sessions.get(d, 0) for d in days],
+            "conversion_rate": [orders[d] / sessions[d] if sessions.get(d) else None for d in days],
+            "ad_spend": [spend.get(d, (0.0, 0.0))[0] for d in days],
+            "ad_value": [spend.get(d, (0.0, 0.0))[1] for d in days]}
+
+
+def _sum_by(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    _, inverse = np.unique(keys, return_inverse=True)
+    return np.bincount(inverse, weights=values)
+
+
+def _against_baseline(daily: dict[str, list], metric: str, day: int) -> tuple[float, float, float]:
+    """The day's value, the median of the same weekday over the previous 8 weeks, and the
+    robust score 0.6745 x (value - median) / MAD."""
+    series = dict(zip(daily["day"], daily[metric]))
+    base = np.array([series[day - 7 * k] for k in range(1, BASELINE_WEEKS + 1)], float)
+    median = float(np.median(base))
+    mad = float(np.median(np.abs(base - median)))
+    value = float(series[day])
+    return value, median, 0.6745 * (value - median) / mad if mad else float("-inf")
+
+
+def _bestseller_stockout(shop) -> list[PlantedSituation]:
+    plan, cat = shop.plan, shop.catalog
+    if not len(plan.bestseller_stockout):
+        return []
+    day = shop.alert_incidents.stockout_day
+    revenue = np.zeros(cat.n_variants)  # the 28 days ending on the day
+    for m in shop._months_covering(shop.calendar.as_of - day + 28):
+        om = shop._orders(m)
+        d = om.day[om.line_order]
+        sel = om.counted()[om.line_order] & (d > day - 28) & (d <= day)
+        revenue += np.bincount(om.variant[sel], weights=om.line_net()[sel], minlength=cat.n_variants)
+    sellers = int((revenue > 0).sum())
+    out = []
+    for v in plan.bestseller_stockout:
+        stock = shop.stock_history.daily([v], day - 1, day + 2)[0]
+        rank = int((revenue > revenue[v]).sum()) + 1
+        out.append(PlantedSituation("bestseller_stockout", "variant", _sku(shop, v), revenue[v] / 100 / 28,
+                                    {"date": _iso(day), "variant_id": int(cat.variant_id[v]),
+                                     "revenue_28d": revenue[v] / 100, "revenue_rank": rank, "sellers_28d": sellers,
+                                     "stock_from_day_before": [int(x) for x in stock],
+                                     "cause": "sold its last unit on the day, restocked two days later"}))
+    return out
+
+
 # --- the variant rules on shop history -------------------------------------------
 
 @dataclass

@@ -3,9 +3,10 @@
 
 {#- Days of stock history int_shop__variant_stock_history keeps, ending at the as-of day.
     The longest stock window of a rule is 60 days (stockout_lost_sales); 90 leaves room.
-    Overridable with the var `stock_history_days`. -#}
+    Overridable with the var `stock_history_days`; never shorter than the alerts' backtest
+    window plus the day before it (alert_bestseller_stockout looks for the last day in stock). -#}
 {% macro stock_history_days() -%}
-    {{ return(var('stock_history_days', 90) | int) }}
+    {{ return([var('stock_history_days', 90) | int, (var('alert_backtest_days', 60) | int) + 1] | max) }}
 {%- endmacro %}
 
 {#- The entity id of a variant in an opportunity: its SKU, or the variant id (as text) when the
