@@ -219,8 +219,10 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
     source = contract_source(system, provide, pseudonymise, incremental=incremental,
                              loaded=loaded)
     # The working folder is new on every load: restore the incremental cursors from the
-    # warehouse's _dlt_pipeline_state first (run() would; extract() alone does not).
-    pipeline.sync_destination()
+    # warehouse's _dlt_pipeline_state first (run() would; extract() alone does not). A
+    # dataset without tables has no state to restore.
+    if loaded:
+        pipeline.sync_destination()
     phases = {}
     pipeline.extract(source, loader_file_format="parquet")
     phases["extract"] = time.monotonic()

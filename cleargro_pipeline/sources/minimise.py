@@ -99,19 +99,29 @@ def hmac_pseudonymiser(key: bytes, namespace: str, cache_size: int = 1_000_000) 
     if not key:
         raise MinimisationError("pseudonym key must not be empty")
     keyed = _keyed_hmac(key, f"{namespace}:".encode())
-    known: dict[str, str] = {}
+    # The cache as two aligned Arrow arrays (id text -> digest): lookups stay vectorised,
+    # only ids never seen before go through Python to be hashed.
+    known_texts, known_digests = pa.array([], pa.string()), pa.array([], pa.string())
 
     def digest(text: str) -> str:
         state = keyed.copy()
         state.update(text.encode())
         return state.hexdigest()
 
-    def remember(texts: list[str]) -> None:
-        missing = [t for t in texts if t not in known]
-        if len(known) + len(missing) > cache_size:
-            known.clear()  # bounded memory; a clean slate costs one re-hash per id
-            missing = texts
-        known.update(zip(missing, map(digest, missing)))
+    def digests_of(texts: pa.Array) -> pa.Array:
+        nonlocal known_texts, known_digests
+        where = pc.index_in(texts, value_set=known_texts)
+        missing = pc.filter(texts, pc.is_null(where))
+        if len(missing):
+            if len(known_texts) + len(missing) > cache_size:
+                # Bounded memory: a clean slate costs one re-hash per id.
+                known_texts, missing = pa.array([], pa.string()), texts
+                known_digests = known_texts
+            known_texts = pa.concat_arrays([known_texts, missing])
+            known_digests = pa.concat_arrays(
+                [known_digests, pa.array(map(digest, missing.to_pylist()), pa.string())])
+            where = pc.index_in(texts, value_set=known_texts)
+        return pc.take(known_digests, where)
 
     def pseudonymise(values: pa.Array) -> pa.Array:
         # Work on distinct ids in their own type (integers dedupe and look up fastest);
@@ -119,9 +129,7 @@ def hmac_pseudonymiser(key: bytes, namespace: str, cache_size: int = 1_000_000) 
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         distinct = pc.unique(values).drop_null()
-        texts = distinct.cast(pa.string()).to_pylist()
-        remember(texts)
-        hashed = pa.array([known[t] for t in texts], pa.string())
+        hashed = digests_of(distinct.cast(pa.string()))
         return pc.take(hashed, pc.index_in(values, value_set=distinct))
 
     return pseudonymise

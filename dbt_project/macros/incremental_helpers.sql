@@ -39,6 +39,25 @@
     where _dlt_load_id > {{ load_watermark() }}
 {%- endmacro %}
 
+{#- (Order day, variant) pairs a per-variant daily model must recompute: pairs holding a line
+    of fct_order_lines rebuilt from a newer load (a changed order, or a variant re-costed
+    across its history), and pairs of reloaded raw orders' lines, including ones the fact now
+    leaves out (orders that became test orders). Finer than changed_order_days: a cost change
+    of one variant touches its own days only. -#}
+{% macro changed_order_day_variants() -%}
+    select order_date, variant_id
+    from {{ ref('fct_order_lines') }}
+    where _source_load_id > {{ load_watermark() }}
+      and variant_id is not null
+    union
+    select {{ order_date('orders.processed_at', 'orders.created_at') }}, lines.variant_id
+    from {{ ref('stg_shop__orders') }} as orders
+    inner join {{ ref('stg_shop__order_line_items') }} as lines
+        on orders.order_id = lines.order_id
+    where orders._dlt_load_id > {{ load_watermark() }}
+      and lines.variant_id is not null
+{%- endmacro %}
+
 {#- Post-hook of the order facts: drop orders that became test orders, which a
     delete+insert batch (built from non-test orders only) cannot remove. -#}
 {% macro delete_test_orders() -%}

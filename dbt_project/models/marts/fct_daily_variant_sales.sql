@@ -2,28 +2,30 @@
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key='date_day',
+        unique_key=['date_day', 'variant_id'],
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where date_day in ({{ changed_order_days('fct_order_lines') }}){% endif %}"
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where (date_day, variant_id) in ({{ changed_order_day_variants() }}){% endif %}"
     )
 }}
 
 -- Sales per UTC order day and variant, from non-cancelled orders (lines without a variant,
--- e.g. custom items, are in fct_daily_sales only). Incremental: recomputes whole days
--- (unique_key date_day) holding a line fct_order_lines rebuilt from a newer load, so a
--- variant that drops out of a day (its order cancelled) disappears as on a full refresh.
+-- e.g. custom items, are in fct_daily_sales only). Incremental: recomputes the (day,
+-- variant) pairs holding a line fct_order_lines rebuilt from a newer load, so a re-costed
+-- variant costs its own days, not every variant's, and a variant that drops out of a day
+-- (its order cancelled) disappears as on a full refresh.
 
--- The pre-hook empties the days about to be recomputed first: delete+insert alone replaces
--- only days the new batch has rows for, so a day whose last row went away (its only order
--- cancelled or turned into a test order) would keep its stale rows.
+-- The pre-hook empties the pairs about to be recomputed first: delete+insert alone replaces
+-- only pairs the new batch has rows for, so a pair whose last line went away (its only order
+-- cancelled or turned into a test order) would keep its stale row.
 
 -- depends_on: {{ ref('stg_shop__orders') }}
+-- depends_on: {{ ref('stg_shop__order_line_items') }}
 
 with
 
 {% if is_incremental() %}
-changed_days as (
-    {{ changed_order_days('fct_order_lines') }}
+changed as (
+    {{ changed_order_day_variants() }}
 ),
 {% endif %}
 
@@ -31,7 +33,7 @@ lines as (
     select * from {{ ref('fct_order_lines') }}
     where variant_id is not null
       and not is_cancelled
-    {% if is_incremental() %}and order_date in (select order_date from changed_days){% endif %}
+    {% if is_incremental() %}and (order_date, variant_id) in (select order_date, variant_id from changed){% endif %}
 ),
 
 final as (
