@@ -61,7 +61,7 @@ def tenants_add(name: str, demo_size: str | None) -> None:
     sources = tenants.demo_sources(demo_size) if demo_size else {}
     tenant = tenants.add(name, sources)
     _register_partitions()
-    feeds = ", ".join(tenant.sources) or "none; load data with `cleargro import`"
+    feeds = ", ".join(tenants.synced_sources(tenant)) or "none; load data with `cleargro import`"
     click.echo(f"added tenant '{tenant.name}' (sources: {feeds})")
 
 
@@ -79,7 +79,7 @@ def _register_partitions() -> None:
 @tenants_group.command(name="list")
 def tenants_list() -> None:
     for tenant in tenants.all_tenants():
-        click.echo(f"{tenant.name}\t{','.join(sorted(tenant.sources)) or '-'}\t{tenant.created_at}")
+        click.echo(f"{tenant.name}\t{','.join(sorted(tenants.synced_sources(tenant))) or '-'}\t{tenant.created_at}")
 
 
 @tenants_group.command(name="show")
@@ -104,14 +104,28 @@ def tenants_show(name: str) -> None:
               help="One daily digest instead of a message per alert (channels named here, or all).")
 @click.option("--remove-channel", "removed", multiple=True, metavar="ID|TARGET",
               help="Stop sending alerts to a channel.")
+@click.option("--shop-domain", metavar="NAME.myshopify.com",
+              help="The Shopify shop of this tenant (matches Shopify's privacy webhooks).")
 def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...],
                       webhooks: tuple[str, ...], emails: tuple[str, ...], min_severity: str | None,
-                      digest: bool | None, removed: tuple[str, ...]) -> None:
+                      digest: bool | None, removed: tuple[str, ...], shop_domain: str | None) -> None:
     """Change a tenant's settings; the next run uses them."""
-    if webhooks or emails or min_severity or digest is not None or removed:
+    channels_changed = bool(webhooks or emails or min_severity or digest is not None or removed)
+    if channels_changed:
         _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed)
-    if settings or unset or not (webhooks or emails or min_severity or digest is not None or removed):
+    if shop_domain:
+        _configure_shop_domain(name, shop_domain)
+    if settings or unset or not (channels_changed or shop_domain):
         _configure_insights(name, settings, unset)
+
+
+def _configure_shop_domain(name: str, domain: str) -> None:
+    from cleargro_pipeline import privacy_requests
+
+    domain = privacy_requests.normalise_shop_domain(domain)
+    tenants.configure_source(name, "shop", {**tenants.get(name).sources.get("shop", {}),
+                                            "shop_domain": domain})
+    click.echo(f"shop domain = {domain}")
 
 
 def _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed) -> None:  # type: ignore[no-untyped-def]
@@ -172,6 +186,29 @@ def secrets_list(scope: str) -> None:
 
     for name in secret_store.names(scope):
         click.echo(name)
+
+
+# --- privacy webhooks ------------------------------------------------------------------
+
+@cli.group(name="webhooks")
+def webhooks_group() -> None:
+    """Shopify's mandatory privacy webhooks."""
+
+
+@webhooks_group.command(name="serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind address (put a TLS reverse proxy in front).")
+@click.option("--port", default=8787, show_default=True, type=int)
+def webhooks_serve(host: str, port: int) -> None:
+    """Receive customers/data_request, customers/redact and shop/redact (Ctrl-C to stop).
+    The app secret: `cleargro secrets set platform shopify_app_secret`; a tenant's shop:
+    `cleargro tenants configure T --shop-domain NAME.myshopify.com`."""
+    import logging
+
+    from cleargro_pipeline import webhooks
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    webhooks.serve(host, port)
 
 
 # --- alerts ----------------------------------------------------------------------------

@@ -47,6 +47,12 @@ class Tenant:
     alert_channels: list[dict[str, Any]] = field(default_factory=list)
 
 
+def synced_sources(tenant: Tenant) -> dict[str, dict[str, Any]]:
+    """The sources the tenant syncs: configured with a `kind`. A source entry may also hold
+    settings only (e.g. the shop's `shop_domain` for a tenant fed by file drops)."""
+    return {system: config for system, config in tenant.sources.items() if config.get("kind")}
+
+
 def validate_name(name: str) -> str:
     if not TENANT_NAME.match(name or ""):
         raise InvalidTenantName(

@@ -183,7 +183,27 @@ def open_warehouse(tenant: str, *, purpose: str, read_only: bool = False,
         raise WarehouseError(f"tenant '{tenant}' has no warehouse yet ({path}); "
                              f"run `cleargro run --tenant {tenant}` or `cleargro import` first")
     with _tenant_lock(tenant, shared=read_only, timeout=lock_timeout), \
-            _spill_folder(tenant, exclusive=not read_only) as spill:
+            open_file(tenant, path, purpose=purpose, read_only=read_only) as conn:
+        yield conn
+
+
+@contextmanager
+def writer_lock(tenant: str, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
+    """Hold the tenant's writer lock without opening anything (backups and restores); yields
+    the warehouse path. Inside, open files with `open_file`: open_warehouse would wait for
+    this very lock."""
+    tenants.get(tenant)
+    with _tenant_lock(tenant, shared=False, timeout=lock_timeout):
+        yield paths().warehouse(tenant)
+
+
+@contextmanager
+def open_file(tenant: str, path: Path, *, purpose: str,
+              read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Attach `path` (the tenant's warehouse or an encrypted copy of it, e.g. a backup) as `wh`
+    with the tenant's data key, as open_warehouse does. The caller holds the tenant's lock
+    (`writer_lock`, or a reader's shared lock for read_only)."""
+    with _spill_folder(tenant, exclusive=not read_only) as spill:
         if path.exists():
             check_file(tenant, path)
         key = _unwrap_data_key(tenant, purpose)

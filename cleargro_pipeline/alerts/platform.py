@@ -36,7 +36,7 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
     """
     found = []
     registered = datetime.fromisoformat(tenants.get(tenant).created_at)
-    for system in tenants.get(tenant).sources:
+    for system in tenants.synced_sources(tenants.get(tenant)):
         last = _last_sync(instance, tenant, system) or registered
         age = now - last
         if age <= STALE_AFTER:

@@ -39,7 +39,7 @@ def raw_assets(system: str) -> dg.AssetsDefinition:
                     partitions_def=tenant_partitions, op_tags={"cleargro/system": system})
     def load(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         tenant = context.partition_key
-        config = tenants.get(tenant).sources.get(system)
+        config = tenants.synced_sources(tenants.get(tenant)).get(system)
         if not config:
             context.log.info(f"tenant '{tenant}' does not sync {system}: skipped")
             return

@@ -18,7 +18,7 @@ tenant_refresh = dg.define_asset_job(
 
 def tenant_selection(tenant: str) -> list[dg.AssetKey]:
     """Raw tables of the systems the tenant syncs, plus every model."""
-    configured = set(tenants.get(tenant).sources)
+    configured = set(tenants.synced_sources(tenants.get(tenant)))
     keys = [key for system, assets in zip(ingest.SYSTEMS, RAW_ASSETS) if system in configured
             for key in assets.keys]
     return keys + list(dbt_models.keys)
