@@ -1,0 +1,55 @@
+"""Customer data controls as Dagster definitions: nightly backups and their 90-day purge,
+export expiry. The work itself lives in `cleargro_pipeline.backups` / `export`; these
+definitions only schedule it and record ids, sizes and hashes (never data) as metadata."""
+
+from typing import Iterator
+
+import dagster as dg
+
+from cleargro_pipeline.orchestration.jobs import tenant_run_tags
+from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions, tenant_partitions
+from cleargro_pipeline.orchestration.translator import OPPORTUNITIES_KEY
+
+
+@dg.asset(partitions_def=tenant_partitions, deps=[OPPORTUNITIES_KEY], group_name="data_controls",
+          description="A backup of the tenant's warehouse after a checkpoint: a byte copy, still "
+                      "encrypted with the tenant's data key (data/backups/<tenant>/).")
+def tenant_backup(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from cleargro_pipeline import backups
+
+    backup = backups.take(context.partition_key, reason="scheduled")
+    return dg.MaterializeResult(metadata={
+        "backup_id": backup.id, "bytes": dg.MetadataValue.int(backup.size),
+        "sha256": backup.sha256, "tables": dg.MetadataValue.int(len(backup.tables))})
+
+
+tenant_backups = dg.define_asset_job("tenant_backups", selection=[tenant_backup],
+                                     description="Back up one tenant's warehouse.")
+
+
+@dg.schedule(job=tenant_backups, cron_schedule="0 5 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def nightly_backups(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+    """After the 04:00 refresh: one backup per tenant."""
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    for tenant in sync_tenant_partitions(context.instance):
+        yield dg.RunRequest(run_key=f"{tenant}:{day}", partition_key=tenant,
+                            tags=tenant_run_tags(tenant))
+
+
+@dg.op(description="Delete backups older than 90 days (every tenant).")
+def purge_old_backups(context: dg.OpExecutionContext) -> None:
+    from cleargro_pipeline import backups
+
+    purged = backups.purge()
+    context.log.info(f"purged {len(purged)} backup(s) older than {backups.RETENTION.days} days")
+
+
+@dg.job(description="Retention of copies: backups past 90 days.")
+def purge_expired_copies() -> None:
+    purge_old_backups()
+
+
+purge_expired_copies_schedule = dg.ScheduleDefinition(
+    job=purge_expired_copies, cron_schedule="30 5 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING)

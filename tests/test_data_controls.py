@@ -1,0 +1,67 @@
+"""Customer data controls through the CLI and Dagster: backup and restore, scheduled backups
+and their purge (the library behaviour is in test_backups.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+from click.testing import CliRunner
+
+from cleargro_pipeline import backups, warehouse
+from cleargro_pipeline.cli import cli
+from cleargro_pipeline.orchestration.runner import dagster_instance
+
+
+def _rows(tenant: str) -> int:
+    with warehouse.open_warehouse(tenant, purpose="test", read_only=True) as conn:
+        return conn.execute("select count(*) from raw_shop.orders").fetchone()[0]
+
+
+def _fill(tenant: str, n: int) -> None:
+    with warehouse.open_warehouse(tenant, purpose="test") as conn:
+        conn.execute("create schema if not exists raw_shop")
+        conn.execute("create or replace table raw_shop.orders as select range as id from range(?)", [n])
+
+
+def test_cli_backup_list_and_restore(tenant):
+    _fill(tenant, 100)
+    runner = CliRunner()
+    taken = runner.invoke(cli, ["backup", "--tenant", tenant])
+    assert taken.exit_code == 0, taken.output
+    backup_id = taken.stdout.strip().splitlines()[-1]
+    assert [b.id for b in backups.list_backups(tenant)] == [backup_id]
+    listed = runner.invoke(cli, ["backup", "list", "--tenant", tenant])
+    assert backup_id in listed.output and "100 rows" in listed.output
+
+    _fill(tenant, 7)
+    restored = runner.invoke(cli, ["restore", "--tenant", tenant, "--backup", backup_id])
+    assert restored.exit_code == 0, restored.output
+    assert _rows(tenant) == 100
+    assert "the warehouse it replaced is backup" in restored.output  # nothing lost
+    unknown = runner.invoke(cli, ["restore", "--tenant", tenant, "--backup", "nope"])
+    assert unknown.exit_code != 0 and backup_id in str(unknown.exception)
+
+
+def test_scheduled_backup_asset_and_purge_job(tenant):
+    from cleargro_pipeline.definitions import defs
+    from cleargro_pipeline.orchestration.data_controls import nightly_backups, tenant_backup
+
+    _fill(tenant, 3)
+    instance = dagster_instance()
+    requests = list(nightly_backups(dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 29, 5, tzinfo=timezone.utc))))
+    assert [r.partition_key for r in requests] == [tenant]
+
+    result = dg.materialize([tenant_backup], partition_key=tenant, instance=instance)
+    assert result.success
+    (event,) = result.asset_materializations_for_node("tenant_backup")
+    (backup,) = backups.list_backups(tenant)
+    assert event.metadata["backup_id"].value == backup.id and backup.reason == "scheduled"
+
+    # The purge job keeps a fresh backup; one 91 days old goes.
+    backups.take(tenant, now=datetime.now(timezone.utc) - timedelta(days=91))
+    assert len(backups.list_backups(tenant)) == 2
+    purge = defs.resolve_job_def("purge_expired_copies").execute_in_process(instance=instance)
+    assert purge.success
+    assert [b.id for b in backups.list_backups(tenant)] == [backup.id]
