@@ -65,3 +65,21 @@ def test_scheduled_backup_asset_and_purge_job(tenant):
     purge = defs.resolve_job_def("purge_expired_copies").execute_in_process(instance=instance)
     assert purge.success
     assert [b.id for b in backups.list_backups(tenant)] == [backup.id]
+
+
+def test_cli_export_prints_the_key_once_and_the_requester_opens_it(tenant, tmp_path):
+    _fill(tenant, 42)
+    archive = tmp_path / "export.cgx"
+    runner = CliRunner()
+    made = runner.invoke(cli, ["export", "--tenant", tenant, "--out", str(archive)])
+    assert made.exit_code == 0, made.output
+    key = made.output.strip().splitlines()[-1]
+    assert key.startswith("cgx1-") and archive.stat().st_mode & 0o777 == 0o600
+    opened = runner.invoke(cli, ["export-open", str(archive), "--to", str(tmp_path / "out")],
+                           input=key + "\n")
+    assert opened.exit_code == 0, opened.output
+    import polars as pl
+    assert pl.read_parquet(tmp_path / "out" / "tables" / "raw_shop.orders.parquet").height == 42
+    wrong = runner.invoke(cli, ["export-open", str(archive), "--to", str(tmp_path / "o2")],
+                          input="cgx1-" + "A" * 43 + "\n")
+    assert wrong.exit_code != 0

@@ -45,9 +45,18 @@ def purge_old_backups(context: dg.OpExecutionContext) -> None:
     context.log.info(f"purged {len(purged)} backup(s) older than {backups.RETENTION.days} days")
 
 
-@dg.job(description="Retention of copies: backups past 90 days.")
+@dg.op(description="Delete encrypted data exports past their 7-day expiry (every tenant).")
+def purge_expired_exports(context: dg.OpExecutionContext) -> None:
+    from cleargro_pipeline import export
+
+    expired = export.purge_expired()
+    context.log.info(f"expired {len(expired)} export(s) older than {export.RETENTION.days} days")
+
+
+@dg.job(description="Retention of copies: backups past 90 days, data exports past 7 days.")
 def purge_expired_copies() -> None:
     purge_old_backups()
+    purge_expired_exports()
 
 
 purge_expired_copies_schedule = dg.ScheduleDefinition(
