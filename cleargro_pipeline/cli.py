@@ -76,6 +76,18 @@ def _register_partitions() -> None:
     sync_tenant_partitions(dg.DagsterInstance.get())
 
 
+@tenants_group.command(name="cancel")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the merchant left (no customer data).")
+def tenants_cancel(name: str, reason: str) -> None:
+    """Cancel a tenant: its syncs stop and its deletion is requested (done within 30 days by
+    the deletion_requests sensor; `cleargro delete --tenant NAME --now` does it at once)."""
+    from cleargro_pipeline import deletion
+
+    requested = deletion.request(name, reason, "registry")
+    click.echo(f"tenant '{name}' cancelled; deletion {requested.request_id} {requested.status}")
+
+
 @tenants_group.command(name="list")
 def tenants_list() -> None:
     for tenant in tenants.all_tenants():
@@ -264,6 +276,49 @@ def export_open(archive: Path, dest: Path) -> None:
            else sys.stdin.read().strip())
     files = export.decrypt(archive, key, dest)
     click.echo(f"{len(files)} files in {dest}")
+
+
+# --- deletion --------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--tenant", required=True)
+@click.option("--reason", default="", help="Why (kept in the certificate; no customer data).")
+@click.option("--now", "at_once", is_flag=True,
+              help="Run the deletion job at once; its last line is the certificate's path.")
+def delete(tenant: str, reason: str, at_once: bool) -> None:
+    """Request a tenant's deletion (recorded durably first; the deletion_requests sensor runs
+    the job), or with --now run it here and print the signed certificate's path."""
+    from cleargro_pipeline import deletion
+
+    if not at_once and not reason:
+        raise click.UsageError("give --reason TEXT (or --now to delete at once)")
+    requested = deletion.request(tenant, reason or "deleted at once from the CLI", "cli")
+    click.echo(f"deletion {requested.request_id} of '{tenant}': {requested.status}")
+    if at_once:
+        click.echo(str(deletion.run(tenant, instance=_plain_instance())))
+
+
+def _plain_instance():  # type: ignore[no-untyped-def]
+    """The DAGSTER_HOME instance as it is (the runner's would re-add partitions)."""
+    import dagster as dg
+
+    from cleargro_pipeline import bootstrap
+
+    bootstrap.dagster_home()
+    return dg.DagsterInstance.get()
+
+
+@cli.command(name="verify-certificate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM public key to trust (default: data/certificates/signing_key.pub).")
+def verify_certificate(file: Path, public_key: Path | None) -> None:
+    """Check a deletion certificate's Ed25519 signature; fails on any edited byte."""
+    from cleargro_pipeline import deletion
+
+    cert = deletion.verify_certificate(file, public_key)
+    click.echo(f"valid: tenant '{cert.tenant}', completed {cert.completed_at}, "
+               f"{len(cert.items)} items removed, signer {cert.public_key_fingerprint}")
 
 
 # --- privacy webhooks ------------------------------------------------------------------

@@ -83,3 +83,61 @@ def test_cli_export_prints_the_key_once_and_the_requester_opens_it(tenant, tmp_p
     wrong = runner.invoke(cli, ["export-open", str(archive), "--to", str(tmp_path / "o2")],
                           input="cgx1-" + "A" * 43 + "\n")
     assert wrong.exit_code != 0
+
+
+def test_deletion_request_sensor_job_and_certificate(tenant, tmp_path):
+    from cleargro_pipeline import deletion, tenants
+    from cleargro_pipeline.definitions import defs
+    from cleargro_pipeline.orchestration.data_controls import deletion_requests
+
+    _fill(tenant, 5)
+    tenants.add("other")
+    _fill("other", 9)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["delete", "--tenant", tenant]).exit_code != 0  # a reason is required
+    requested = runner.invoke(cli, ["delete", "--tenant", tenant, "--reason", "merchant left"])
+    assert requested.exit_code == 0 and "pending" in requested.output
+    instance = dagster_instance()
+    (request,) = list(deletion_requests(dg.build_sensor_context(instance=instance)))
+    result = defs.resolve_job_def("tenant_deletion").execute_in_process(
+        instance=instance, run_config=request.run_config, tags=request.tags)
+    assert result.success
+    assert not tenants.exists(tenant) and _rows("other") == 9
+    assert list(deletion_requests(dg.build_sensor_context(instance=instance))) == []
+
+    certificate = deletion.status(tenant).certificate
+    checked = runner.invoke(cli, ["verify-certificate", str(certificate)])
+    assert checked.exit_code == 0 and f"tenant '{tenant}'" in checked.output
+    edited = tmp_path / "edited.json"
+    raw = bytearray(certificate.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    edited.write_bytes(bytes(raw))
+    assert runner.invoke(cli, ["verify-certificate", str(edited)]).exit_code != 0
+
+
+def test_delete_now_prints_the_certificate_last_and_overdue_requests_alert(tenant):
+    from cleargro_pipeline import deletion, tenants
+    from cleargro_pipeline.alerts import service
+
+    tenants.add("late")
+    deletion.request("late", "cancelled", "registry",
+                     now=datetime.now(timezone.utc) - timedelta(days=26))
+    assert "late" in deletion.deleting()
+    active = service.run("late", instance=dagster_instance()).active
+    assert [(a.alert_type, a.severity) for a in active] == [("deletion_overdue", "critical")]
+
+    _fill(tenant, 3)
+    done = CliRunner().invoke(cli, ["delete", "--tenant", tenant, "--now"])
+    assert done.exit_code == 0, done.output
+    last = done.output.strip().splitlines()[-1]
+    assert last.endswith(".json") and deletion.verify_certificate(last).tenant == tenant
+
+
+def test_cancelling_a_tenant_requests_its_deletion_and_stops_its_schedules(tenant):
+    from cleargro_pipeline import deletion
+    from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
+
+    cancelled = CliRunner().invoke(cli, ["tenants", "cancel", tenant, "--reason", "closed shop"])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert deletion.status(tenant).source == "registry" and deletion.is_deleting(tenant)
+    assert tenant not in sync_tenant_partitions(dagster_instance())

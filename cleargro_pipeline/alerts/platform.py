@@ -34,6 +34,10 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
     without new rows (a quiet source is not a stale one). A source never synced counts from
     the day the tenant was registered.
     """
+    from cleargro_pipeline import deletion
+
+    if deletion.is_deleting(tenant):
+        return []  # its syncs are stopped on purpose
     found = []
     registered = datetime.fromisoformat(tenants.get(tenant).created_at)
     for system in tenants.synced_sources(tenants.get(tenant)):
@@ -105,3 +109,23 @@ def _root_class(error: Any) -> str:
             and error.cause is not None:
         error = error.cause
     return error.cls_name or "Error"
+
+
+def overdue_deletion(tenant: str, now: datetime) -> list[Detection]:
+    """`deletion_overdue` while the tenant's deletion request is not completed 25 days after it
+    was made (the policy promises 30)."""
+    from cleargro_pipeline import deletion
+
+    found = []
+    for late in deletion.overdue(now):
+        if late.tenant != tenant:
+            continue
+        days = (now - late.requested_at).total_seconds() / 86400
+        found.append(Detection(
+            alert_type="deletion_overdue", severity="critical", entity_type="deletion_request",
+            entity_id=late.request_id, metric="days_since_request", observed=round(days, 1),
+            expected=float(deletion.OVERDUE_DAYS), episode_start=late.due_at().date(),
+            detected_on=now.date(), link="cleargro delete --tenant {0} --now".format(tenant),
+            message=f"The deletion requested on {late.requested_at:%Y-%m-%d} is not complete after "
+                    f"{days:.0f} days (alert after {deletion.OVERDUE_DAYS}; the policy promises 30)."))
+    return found

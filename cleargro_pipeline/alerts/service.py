@@ -39,7 +39,8 @@ def run(tenant: str, *, instance: dg.DagsterInstance | None = None, now: datetim
     channels = routing.channels(tenant)
     found, evaluated = [], []
     if instance is not None:
-        found += platform.stale_sources(instance, tenant, now) + platform.failed_runs(instance, tenant)
+        found += (platform.stale_sources(instance, tenant, now) + platform.failed_runs(instance, tenant)
+                  + platform.overdue_deletion(tenant, now))
         evaluated += PLATFORM_TYPES
     with warehouse.open_warehouse(tenant, purpose="alerts", lock_timeout=lock_timeout) as conn:
         business = business_detections(conn, tenant)

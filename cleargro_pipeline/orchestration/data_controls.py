@@ -62,3 +62,40 @@ def purge_expired_copies() -> None:
 purge_expired_copies_schedule = dg.ScheduleDefinition(
     job=purge_expired_copies, cron_schedule="30 5 * * *", execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING)
+
+
+DELETION_REQUEST_TAG = "cleargro/deletion_request"
+
+
+@dg.op(config_schema={"tenant": str},
+       description="Delete a tenant: stop its runs, destroy its keys, remove every copy of its "
+                   "data and its Dagster runs, and sign a deletion certificate.")
+def delete_tenant(context: dg.OpExecutionContext) -> None:
+    from cleargro_pipeline import deletion
+
+    certificate = deletion.run(context.op_config["tenant"], instance=context.instance,
+                               current_run_id=context.run_id)
+    context.log.info(f"deletion certificate {certificate.name}")
+
+
+# Not tagged with the tenant: it must not queue behind the tenant's own runs (it stops them).
+@dg.job(description="Delete one tenant, with a signed certificate (data/certificates/).")
+def tenant_deletion() -> None:
+    delete_tenant()
+
+
+@dg.sensor(job=tenant_deletion, minimum_interval_seconds=60,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Start the deletion job for each pending deletion request.")
+def deletion_requests(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
+    from cleargro_pipeline import deletion
+
+    in_flight = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                 dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    for pending in deletion.pending():
+        if context.instance.get_run_ids(dg.RunsFilter(
+                tags={DELETION_REQUEST_TAG: pending.request_id}, statuses=in_flight)):
+            continue
+        # No run_key: a failed deletion is requested again on a later tick.
+        yield dg.RunRequest(run_config={"ops": {"delete_tenant": {"config": {"tenant": pending.tenant}}}},
+                            tags={DELETION_REQUEST_TAG: pending.request_id})
