@@ -238,3 +238,58 @@ def dbt_session(tenant: str, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Iterato
             check_file(tenant, path)
         key = _unwrap_data_key(tenant, "transform")
         yield {DBT_PATH_ENV: str(path), DBT_KEY_ENV: key.hex(), DBT_TEMP_ENV: str(spill)}
+
+
+def rewrite(tenant: str, *, purpose: str, lock_timeout: float = LOCK_TIMEOUT_S) -> int:
+    """Rewrite the tenant's warehouse into a fresh encrypted file (same key) and swap it in.
+
+    DuckDB keeps deleted rows' bytes in the file until their blocks are reused; copying the
+    live data into a new file is what makes an erasure or a retention cut physical. Returns
+    the new file's size. The old file is overwritten before it is unlinked.
+    """
+    with writer_lock(tenant, lock_timeout=lock_timeout) as path:
+        fresh = path.with_name(path.name + ".rewrite")
+        for leftover in (fresh, _wal_of(fresh)):
+            leftover.unlink(missing_ok=True)
+        with open_file(tenant, path, purpose=purpose) as conn:
+            key = _unwrap_data_key(tenant, purpose)
+            try:
+                conn.execute(f"ATTACH '{fresh}' AS rewritten (ENCRYPTION_KEY '{key.hex()}')")
+                conn.execute(f"COPY FROM DATABASE {ALIAS} TO rewritten")
+                conn.execute("DETACH rewritten")
+            except duckdb.Error as error:
+                fresh.unlink(missing_ok=True)
+                raise WarehouseError(f"tenant '{tenant}': rewrite failed "
+                                     f"({type(error).__name__})") from None
+        check_file(tenant, fresh)
+        _fsync(fresh)
+        _shred(path)
+        os.replace(fresh, path)
+        _fsync_dir(path.parent)
+        return path.stat().st_size
+
+
+def _wal_of(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    _fsync(folder)
+
+
+def _shred(path: Path) -> None:
+    """Overwrite a file in place before it is replaced (its blocks held deleted rows)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        for _ in range(0, size, 1 << 20):
+            f.write(os.urandom(min(1 << 20, size - f.tell())))
+        f.flush()
+        os.fsync(f.fileno())

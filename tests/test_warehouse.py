@@ -156,3 +156,20 @@ def test_writer_clears_spill_files_a_killed_process_left(filled, tenant):
     with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
         assert conn.execute("select current_setting('temp_file_encryption')").fetchone()[0]
     assert list(paths().tenant_tmp(tenant).iterdir()) == []
+
+
+def test_rewrite_drops_deleted_bytes_and_keeps_live_data(tenant):
+    from cleargro_pipeline.settings import paths
+
+    with warehouse.open_warehouse(tenant, purpose="test") as conn:
+        conn.execute("create schema raw_shop")
+        conn.execute("create table raw_shop.customers as select range as id, "
+                     "'shopper-' || range || '-canary' as note from range(5000)")
+        conn.execute("delete from raw_shop.customers where id = 1234")
+    size = warehouse.rewrite(tenant, purpose="test")
+    assert 0 < size and paths().warehouse(tenant).exists()
+    with warehouse.open_warehouse(tenant, purpose="test", read_only=True) as conn:
+        assert conn.execute("select count(*), sum(id) from raw_shop.customers").fetchone() == \
+            (4999, sum(range(5000)) - 1234)
+    assert not list(paths().tenant_dir(tenant).glob("*.rewrite*"))
+    warehouse.check_file(tenant, paths().warehouse(tenant))  # still encrypted
