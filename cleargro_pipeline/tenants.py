@@ -45,6 +45,16 @@ class Tenant:
     # Alert channels without their targets: {"channel_id", "kind", "min_severity", "digest"}.
     # Webhook URLs (they carry tokens) and addresses are in the secret store (alerts.routing).
     alert_channels: list[dict[str, Any]] = field(default_factory=list)
+    # --- data scopes, retention, disconnections (scopes.py, retention.py, disconnect.py) ---
+    # What we may read: {"sources": [...], "tables": {source: [...]}, "shopper_level": bool};
+    # every key optional, {} = everything the contract allows (validated by scopes.py).
+    scopes: dict[str, Any] = field(default_factory=dict)
+    # Months of raw history kept (retention.apply); None keeps all history.
+    retention_months: int | None = None
+    # source -> {"disconnected_at": ISO time, "kind": the sync kind it had, "data_deleted": bool}.
+    # Cleared when the source is configured with a `kind` again.
+    disconnected_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --- end data scopes ---
 
 
 def synced_sources(tenant: Tenant) -> dict[str, dict[str, Any]]:
@@ -112,9 +122,56 @@ def configure_source(name: str, system: str, config: dict[str, Any]) -> Tenant:
         raise InvalidSetting(f"unknown source {system!r}; sources are {', '.join(SOURCE_NAMES)}")
     tenant = get(name)
     tenant.sources[system] = dict(config)
+    # --- data scopes: syncing a disconnected source again reconnects it ---
+    if config.get("kind"):
+        tenant.disconnected_sources.pop(system, None)
+    # --- end data scopes ---
     _write(tenant)
     audit.append("tenant_configured", tenant=name, source=system)
     return tenant
+
+
+# --- data scopes, retention, disconnections: stored here, validated by their modules ---
+
+def set_scopes(name: str, scopes: dict[str, Any]) -> Tenant:
+    """Store the tenant's (already validated, see scopes.configure) data scopes."""
+    tenant = get(name)
+    tenant.scopes = dict(scopes)
+    _write(tenant)
+    audit.append("tenant_configured", tenant=name, scopes=sorted(tenant.scopes))
+    return tenant
+
+
+def set_retention_months(name: str, months: int | None) -> Tenant:
+    """Keep `months` of raw history (None: all of it); retention.apply enforces it."""
+    if months is not None and (isinstance(months, bool) or not isinstance(months, int)
+                               or months < 1):
+        raise InvalidSetting(f"retention must be a whole number of months >= 1, not {months!r}")
+    tenant = get(name)
+    tenant.retention_months = months
+    _write(tenant)
+    audit.append("tenant_configured", tenant=name, retention_months=months)
+    return tenant
+
+
+def mark_disconnected(name: str, system: str, *, data_deleted: bool) -> Tenant:
+    """Stop syncing `system`: its `kind` goes (other settings, e.g. shop_domain, stay) and
+    the disconnection is recorded. Idempotent: a second call keeps the first time."""
+    if system not in SOURCE_NAMES:
+        raise InvalidSetting(f"unknown source {system!r}; sources are {', '.join(SOURCE_NAMES)}")
+    tenant = get(name)
+    config = tenant.sources.get(system)
+    kind = config.pop("kind", None) if config else None
+    if config is not None and not config:
+        del tenant.sources[system]
+    record = tenant.disconnected_sources.setdefault(
+        system, {"disconnected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "kind": kind, "data_deleted": False})
+    record["data_deleted"] = bool(record.get("data_deleted")) or data_deleted
+    _write(tenant)
+    return tenant
+
+# --- end data scopes ---
 
 
 def set_alert_channels(name: str, channels: list[dict[str, Any]]) -> Tenant:

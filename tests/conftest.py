@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -26,14 +27,27 @@ def _httpfs_installed() -> None:
     warehouse.ensure_httpfs()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "audit_tampered: the test breaks its audit log on purpose")
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             request: pytest.FixtureRequest) -> Iterator[Path]:
     data = tmp_path / "data"
     monkeypatch.setenv("CLEARGRO_DATA_DIR", str(data))
     monkeypatch.setenv("DAGSTER_HOME", str(data / "dagster_home"))
     monkeypatch.setenv(keys.MASTER_KEY_ENV, base64.b64encode(os.urandom(32)).decode())
     monkeypatch.setenv("CLEARGRO_PRINCIPAL", "pytest")
-    return data
+    yield data
+    # Whatever the test did (requests, jobs, key destruction, exports, restores, webhooks),
+    # its audit log must still verify: `cleargro audit verify` after the whole suite.
+    if request.node.get_closest_marker("audit_tampered") is None:
+        from cleargro_pipeline import audit
+
+        log = data / "audit" / "audit.log"
+        if log.exists():
+            audit.verify(log)
 
 
 @pytest.fixture
@@ -43,7 +57,7 @@ def tenant(data_dir: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def built_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def built_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The small demo tenant 'demo', materialized once per session through Dagster.
 
     Returns the environment that points at it; use `demo_env` to enter it. Tests that
@@ -63,7 +77,10 @@ def built_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         tenants.add("demo", {s: {"kind": "demo", "size": "small", "seed": 7}
                              for s in tenants.SOURCE_NAMES})
         materialize_tenant("demo")
-    return env
+    yield env
+    from cleargro_pipeline import audit
+
+    audit.verify(data / "audit" / "audit.log")  # after every test that used it
 
 
 @pytest.fixture

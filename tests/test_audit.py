@@ -5,6 +5,8 @@ import pytest
 from cleargro_pipeline import audit
 from cleargro_pipeline.settings import paths
 
+pytestmark = pytest.mark.audit_tampered  # these tests break the chain on purpose
+
 
 @pytest.fixture
 def log(data_dir):
