@@ -395,6 +395,10 @@ def restore(tenant: str, backup_id: str, *, now: datetime | None = None,
     audit.append("backup_restored", tenant=tenant, backup_id=backup_id, tables=len(backup.tables),
                  rows=backup.rows, size=backup.size, checksums_compared=checksums_compared,
                  pre_restore_backup=safety.id if safety else None)
+    # A backup older than a shopper's erasure still holds that shopper: erase them again.
+    from cleargro_pipeline import shoppers
+
+    shoppers.reapply_erasures(tenant)
     return RestoreReport(tenant=tenant, backup_id=backup_id, tables_verified=len(backup.tables),
                          rows_verified=backup.rows, checksums_compared=checksums_compared,
                          safety_backup=safety)

@@ -321,6 +321,55 @@ def verify_certificate(file: Path, public_key: Path | None) -> None:
                f"{len(cert.items)} items removed, signer {cert.public_key_fingerprint}")
 
 
+# --- one shopper's data ----------------------------------------------------------------
+
+@cli.group(name="shopper")
+def shopper_group() -> None:
+    """One shopper's data (GDPR; Shopify's customers/redact and customers/data_request)."""
+
+
+@shopper_group.command(name="erase")
+@click.option("--tenant", required=True)
+@click.option("--shopper-id", required=True, help="Shopify customer id (digits or gid://shopify/Customer/N).")
+def shopper_erase(tenant: str, shopper_id: str) -> None:
+    """Remove the shopper from every raw and modelled table, rebuild the marts, rewrite the file."""
+    from cleargro_pipeline import privacy_requests, shoppers
+
+    request = privacy_requests.record(privacy_requests.CUSTOMERS_REDACT, tenant,
+                                      {"customer_id": shopper_id}, source="cli")
+    report = shoppers.erase(tenant, pseudonym=request.customer_pseudonym,
+                            request_id=request.request_id)
+    click.echo(f"{request.request_id}: {report.summary()}")
+
+
+@shopper_group.command(name="export")
+@click.option("--tenant", required=True)
+@click.option("--shopper-id", required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def shopper_export(tenant: str, shopper_id: str, out: Path) -> None:
+    """Everything held about the shopper, in an encrypted archive; the key is printed once."""
+    from cleargro_pipeline import privacy_requests, shoppers
+
+    request = privacy_requests.record(privacy_requests.CUSTOMERS_DATA_REQUEST, tenant,
+                                      {"customer_id": shopper_id}, source="cli")
+    path, key_text = shoppers.export(tenant, pseudonym=request.customer_pseudonym, out=out,
+                                     request_id=request.request_id)
+    click.echo(f"wrote {path}; open it with `cleargro export-open`. Key (shown once):")
+    click.echo(key_text)
+
+
+@shopper_group.command(name="fetch-export")
+@click.option("--tenant", required=True)
+@click.option("--request", "request_id", required=True)
+def shopper_fetch_export(tenant: str, request_id: str) -> None:
+    """The archive answering a Shopify data request, and its key (shown once)."""
+    from cleargro_pipeline import shoppers
+
+    path, key_text = shoppers.retrieve_export(tenant, request_id)
+    click.echo(f"archive: {path}; key (shown once):")
+    click.echo(key_text)
+
+
 # --- privacy webhooks ------------------------------------------------------------------
 
 @cli.group(name="webhooks")

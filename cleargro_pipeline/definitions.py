@@ -9,8 +9,9 @@ from dagster_dbt import DbtCliResource
 from cleargro_pipeline.orchestration.alerting import (
     alert_dispatch, alerts_after_refresh, alerts_on_run_failure)
 from cleargro_pipeline.orchestration.data_controls import (
-    deletion_requests, nightly_backups, purge_expired_copies, purge_expired_copies_schedule,
-    tenant_backup, tenant_backups, tenant_deletion)
+    deletion_requests, nightly_backups, privacy_requests_sensor, purge_expired_copies,
+    purge_expired_copies_schedule, shopper_privacy_requests, tenant_backup, tenant_backups,
+    tenant_deletion)
 from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
 from cleargro_pipeline.orchestration.jobs import daily_tenant_refresh, tenant_refresh
 from cleargro_pipeline.orchestration.reporting import (
@@ -21,10 +22,11 @@ from cleargro_pipeline.orchestration.transformation import dbt_models, dbt_proje
 defs = dg.Definitions(
     assets=[*RAW_ASSETS, dbt_models, weekly_report, monthly_report, tenant_backup],
     jobs=[tenant_refresh, weekly_reports, monthly_reports, tenant_backups, purge_expired_copies,
-          tenant_deletion],
+          tenant_deletion, shopper_privacy_requests],
     schedules=[daily_tenant_refresh, weekly_report_schedule, monthly_report_schedule,
                nightly_backups, purge_expired_copies_schedule],
-    sensors=[alerts_after_refresh, alerts_on_run_failure, alert_dispatch, deletion_requests],
+    sensors=[alerts_after_refresh, alerts_on_run_failure, alert_dispatch, deletion_requests,
+             privacy_requests_sensor],
     # dbt from this interpreter's environment, whatever PATH says.
     resources={"dbt": DbtCliResource(project_dir=dbt_project,
                                      dbt_executable=str(Path(sys.executable).with_name("dbt")))},

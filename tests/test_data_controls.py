@@ -141,3 +141,21 @@ def test_cancelling_a_tenant_requests_its_deletion_and_stops_its_schedules(tenan
     assert cancelled.exit_code == 0, cancelled.output
     assert deletion.status(tenant).source == "registry" and deletion.is_deleting(tenant)
     assert tenant not in sync_tenant_partitions(dagster_instance())
+
+
+def test_privacy_request_sensor_runs_the_job_for_pending_shopper_requests(tenant):
+    from cleargro_pipeline import privacy_requests
+    from cleargro_pipeline.definitions import defs
+    from cleargro_pipeline.orchestration.data_controls import privacy_requests_sensor
+
+    _fill(tenant, 4)
+    recorded = privacy_requests.record(privacy_requests.CUSTOMERS_DATA_REQUEST, tenant,
+                                       {"customer_id": "6200000005"}, source="cli")
+    instance = dagster_instance()
+    (request,) = list(privacy_requests_sensor(dg.build_sensor_context(instance=instance)))
+    assert request.tags["cleargro/tenant"] == tenant
+    result = defs.resolve_job_def("shopper_privacy_requests").execute_in_process(
+        instance=instance, run_config=request.run_config, tags=request.tags)
+    assert result.success
+    assert privacy_requests.get(recorded.request_id).status == "done"
+    assert list(privacy_requests_sensor(dg.build_sensor_context(instance=instance))) == []

@@ -53,10 +53,19 @@ def purge_expired_exports(context: dg.OpExecutionContext) -> None:
     context.log.info(f"expired {len(expired)} export(s) older than {export.RETENTION.days} days")
 
 
-@dg.job(description="Retention of copies: backups past 90 days, data exports past 7 days.")
+@dg.op(description="Delete uncollected shopper data-request archives after 30 days.")
+def purge_shopper_exports(context: dg.OpExecutionContext) -> None:
+    from cleargro_pipeline import shoppers
+
+    context.log.info(f"purged {len(shoppers.purge_expired_exports())} shopper archive(s)")
+
+
+@dg.job(description="Retention of copies: backups past 90 days, data exports past 7 days, "
+                    "shopper data-request archives past 30 days.")
 def purge_expired_copies() -> None:
     purge_old_backups()
     purge_expired_exports()
+    purge_shopper_exports()
 
 
 purge_expired_copies_schedule = dg.ScheduleDefinition(
@@ -99,3 +108,35 @@ def deletion_requests(context: dg.SensorEvaluationContext) -> Iterator[dg.RunReq
         # No run_key: a failed deletion is requested again on a later tick.
         yield dg.RunRequest(run_config={"ops": {"delete_tenant": {"config": {"tenant": pending.tenant}}}},
                             tags={DELETION_REQUEST_TAG: pending.request_id})
+
+
+@dg.op(config_schema={"tenant": str},
+       description="Carry out the tenant's pending shopper erasures and data requests.")
+def process_privacy_requests(context: dg.OpExecutionContext) -> None:
+    from cleargro_pipeline import shoppers
+
+    done = shoppers.process_pending(context.op_config["tenant"])
+    context.log.info(f"privacy requests done: {', '.join(done) or 'none'}")
+
+
+@dg.job(description="Shopper erasures (customers/redact) and data requests for one tenant.")
+def shopper_privacy_requests() -> None:
+    process_privacy_requests()
+
+
+@dg.sensor(job=shopper_privacy_requests, minimum_interval_seconds=60,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Start a run for each tenant with pending shopper privacy requests.")
+def privacy_requests_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
+    import hashlib
+
+    from cleargro_pipeline import shoppers
+
+    by_tenant: dict[str, list[str]] = {}
+    for request in shoppers.due_requests():
+        by_tenant.setdefault(request.tenant, []).append(
+            f"{request.request_id}:{request.status}:{request.updated_at}")
+    for tenant, states in by_tenant.items():
+        digest = hashlib.sha256("|".join(sorted(states)).encode()).hexdigest()[:16]
+        yield dg.RunRequest(run_key=f"{tenant}:{digest}", tags=tenant_run_tags(tenant),
+                            run_config={"ops": {"process_privacy_requests": {"config": {"tenant": tenant}}}})
