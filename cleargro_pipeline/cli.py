@@ -97,8 +97,11 @@ def tenants_list() -> None:
 @tenants_group.command(name="show")
 @click.argument("name")
 def tenants_show(name: str) -> None:
+    from cleargro_pipeline import scopes
+
     tenant = tenants.get(name)
-    click.echo(json.dumps({**tenant.__dict__, "warehouse": str(paths().warehouse(name))}, indent=2))
+    click.echo(json.dumps({**tenant.__dict__, "warehouse": str(paths().warehouse(name)),
+                           "data_scope": scopes.describe(tenant)}, indent=2))
 
 
 @tenants_group.command(name="configure")
@@ -118,17 +121,57 @@ def tenants_show(name: str) -> None:
               help="Stop sending alerts to a channel.")
 @click.option("--shop-domain", metavar="NAME.myshopify.com",
               help="The Shopify shop of this tenant (matches Shopify's privacy webhooks).")
+@click.option("--scope", "scope_items", multiple=True, metavar="ITEM",
+              help="What we may read (repeatable, in order): all | sources=shop,ga4 | "
+                   "<source>=T1,T2 (or <source>=all) | shopper_level=true|false. Data already "
+                   "stored beyond it is removed.")
+@click.option("--retention-months", metavar="N|all", help="Keep N months of raw history (all: everything).")
 def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...],
                       webhooks: tuple[str, ...], emails: tuple[str, ...], min_severity: str | None,
-                      digest: bool | None, removed: tuple[str, ...], shop_domain: str | None) -> None:
+                      digest: bool | None, removed: tuple[str, ...], shop_domain: str | None,
+                      scope_items: tuple[str, ...], retention_months: str | None) -> None:
     """Change a tenant's settings; the next run uses them."""
     channels_changed = bool(webhooks or emails or min_severity or digest is not None or removed)
     if channels_changed:
         _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed)
     if shop_domain:
         _configure_shop_domain(name, shop_domain)
-    if settings or unset or not (channels_changed or shop_domain):
+    if scope_items:
+        _configure_scope(name, scope_items)
+    if retention_months is not None:
+        _configure_retention(name, retention_months)
+    if settings or unset or not (channels_changed or shop_domain or scope_items
+                                 or retention_months is not None):
         _configure_insights(name, settings, unset)
+
+
+def _configure_scope(name: str, items: tuple[str, ...]) -> None:
+    from cleargro_pipeline import scopes
+
+    scopes.configure(name, scopes.parse_options(items, tenants.get(name).scopes))
+    purged = scopes.purge(name)
+    for line in scopes.describe(name):
+        click.echo(line)
+    if purged.dropped_tables or any(purged.cleared_columns.values()):
+        cleared = ", ".join(c for c, n in purged.cleared_columns.items() if n) or "nothing"
+        click.echo(f"removed from the warehouse: {', '.join(purged.dropped_tables) or 'no table'}; "
+                   f"cleared: {cleared}{'; models rebuilt' if purged.rebuilt else ''}")
+
+
+def _configure_retention(name: str, text: str) -> None:
+    from cleargro_pipeline import retention
+
+    if text.strip().lower() == "all":
+        months = None
+    else:
+        try:
+            months = int(text)
+        except ValueError:
+            raise click.BadParameter("a whole number of months, or 'all'",
+                                     param_hint="--retention-months") from None
+    retention.configure(name, months)
+    click.echo(f"retention: {retention.describe(name)} (applied by the daily retention job, "
+               f"or now with `cleargro retention --tenant {name}`)")
 
 
 def _configure_shop_domain(name: str, domain: str) -> None:
@@ -368,6 +411,50 @@ def shopper_fetch_export(tenant: str, request_id: str) -> None:
     path, key_text = shoppers.retrieve_export(tenant, request_id)
     click.echo(f"archive: {path}; key (shown once):")
     click.echo(key_text)
+
+
+# --- disconnect and retention ------------------------------------------------------------
+
+@cli.command(name="disconnect")
+@click.option("--tenant", required=True)
+@click.option("--source", required=True, type=click.Choice(["shop", "ga4", "google_ads"]))
+@click.option("--delete-data", is_flag=True,
+              help="Also drop the source's raw tables and rebuild the marts without them.")
+def disconnect_(tenant: str, source: str, delete_data: bool) -> None:
+    """Stop syncing a source: revoke its OAuth token, delete its stored credentials and, with
+    --delete-data, its raw data and what the marts built from it."""
+    from cleargro_pipeline import disconnect
+
+    report = disconnect.disconnect(tenant, source, delete_data=delete_data)
+    click.echo(f"{source} disconnected from '{tenant}'"
+               + ("" if report.was_synced else " (it was not being synced)"))
+    for name in report.revoked:
+        click.echo(f"revoked at the provider: {name}")
+    for name in report.already_revoked:
+        click.echo(f"already revoked: {name}")
+    click.echo(f"credentials deleted: {', '.join(report.deleted_credentials) or 'none stored'}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.data_deleted:
+        click.echo(f"data deleted: {', '.join(report.dropped) or 'nothing stored'}"
+                   + ("; models rebuilt" if report.rebuilt else ""))
+
+
+@cli.command(name="retention")
+@click.option("--tenant", required=True)
+def retention_(tenant: str) -> None:
+    """Apply the tenant's retention window now (the daily retention job does it too)."""
+    from cleargro_pipeline import retention
+
+    report = retention.apply(tenant)
+    if report.cutoff is None:
+        click.echo(f"'{tenant}' keeps all history: nothing to cut")
+        return
+    deleted = {t: n for t, n in report.deleted.items() if n}
+    click.echo(f"cut at {report.cutoff.date()}: {sum(deleted.values())} rows deleted"
+               + "".join(f"\n  {t}: {n}" for t, n in sorted(deleted.items()))
+               + (f"\n{'models rebuilt; ' if report.rebuilt else ''}warehouse rewritten "
+                  f"({report.file_bytes} bytes)" if report.file_bytes else "\nnothing older than the window"))
 
 
 # --- privacy webhooks ------------------------------------------------------------------

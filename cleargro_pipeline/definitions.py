@@ -9,9 +9,9 @@ from dagster_dbt import DbtCliResource
 from cleargro_pipeline.orchestration.alerting import (
     alert_dispatch, alerts_after_refresh, alerts_on_run_failure)
 from cleargro_pipeline.orchestration.data_controls import (
-    deletion_requests, nightly_backups, privacy_requests_sensor, purge_expired_copies,
-    purge_expired_copies_schedule, shopper_privacy_requests, tenant_backup, tenant_backups,
-    tenant_deletion)
+    daily_retention, deletion_requests, nightly_backups, privacy_requests_sensor,
+    purge_expired_copies, purge_expired_copies_schedule, shopper_privacy_requests, tenant_backup,
+    tenant_backups, tenant_deletion, tenant_retention)
 from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
 from cleargro_pipeline.orchestration.jobs import daily_tenant_refresh, tenant_refresh
 from cleargro_pipeline.orchestration.reporting import (
@@ -22,9 +22,9 @@ from cleargro_pipeline.orchestration.transformation import dbt_models, dbt_proje
 defs = dg.Definitions(
     assets=[*RAW_ASSETS, dbt_models, weekly_report, monthly_report, tenant_backup],
     jobs=[tenant_refresh, weekly_reports, monthly_reports, tenant_backups, purge_expired_copies,
-          tenant_deletion, shopper_privacy_requests],
+          tenant_deletion, shopper_privacy_requests, tenant_retention],
     schedules=[daily_tenant_refresh, weekly_report_schedule, monthly_report_schedule,
-               nightly_backups, purge_expired_copies_schedule],
+               nightly_backups, purge_expired_copies_schedule, daily_retention],
     sensors=[alerts_after_refresh, alerts_on_run_failure, alert_dispatch, deletion_requests,
              privacy_requests_sensor],
     # dbt from this interpreter's environment, whatever PATH says.

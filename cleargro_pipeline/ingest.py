@@ -184,12 +184,29 @@ def _load_in_child(tenant: str, plan: Any, systems: tuple[str, ...],
     from cleargro_pipeline import warehouse
 
     providers = _providers(plan, systems)  # validates a file drop before anything is loaded
+    scope, providers = _in_scope(tenant, plan, providers)  # data scopes (scopes.py)
     pseudonymise = tenant_pseudonymiser(tenant)
     with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
         _clear_stale_work(tenant, keep=work_dir)
         return [load_system(conn, system, provide, pseudonymise, incremental=incremental,
-                            work_dir=work_dir, tenant=tenant)
+                            work_dir=work_dir, tenant=tenant, scope=scope)
                 for system, (provide, incremental) in providers.items()]
+
+
+# --- data scopes ---
+def _in_scope(tenant: str, plan: Any, providers: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The tenant's scope, and the providers of the systems it may load: sources out of scope
+    never load (file drops included); a disconnected source is not synced (every plan but a
+    file drop, which an operator runs on purpose, is a sync)."""
+    from cleargro_pipeline import scopes, tenants
+
+    config = tenants.get(tenant)
+    scope = scopes.of(config)
+    synced = not isinstance(plan, FileDropPlan)
+    return scope, {system: provider for system, provider in providers.items()
+                   if scope.allows_source(system)
+                   and not (synced and system in config.disconnected_sources)}
+# --- end data scopes ---
 
 
 def tenant_pseudonymiser(tenant: str) -> Any:
@@ -201,7 +218,7 @@ def tenant_pseudonymiser(tenant: str) -> Any:
 
 
 def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incremental: bool,
-                work_dir: Path, tenant: str) -> LoadReport:
+                work_dir: Path, tenant: str, scope: Any = None) -> LoadReport:
     """Run one system's dlt source into the open warehouse connection."""
     import dlt
 
@@ -217,7 +234,7 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
         "select table_name from duckdb_tables() where database_name = ? and schema_name = ?",
         [warehouse.ALIAS, f"raw_{system}"]).fetchall()]
     source = contract_source(system, provide, pseudonymise, incremental=incremental,
-                             loaded=loaded)
+                             loaded=loaded, scope=scope)  # scope: data scopes (scopes.py)
     # The working folder is new on every load: restore the incremental cursors from the
     # warehouse's _dlt_pipeline_state first (run() would; extract() alone does not). A
     # dataset without tables has no state to restore.

@@ -154,19 +154,26 @@ def set_retention_months(name: str, months: int | None) -> Tenant:
     return tenant
 
 
+# Source settings that say who the source is rather than how we sync it: kept on disconnect
+# (privacy webhooks find the tenant by its shop domain).
+SOURCE_IDENTITY_SETTINGS = ("shop_domain",)
+
+
 def mark_disconnected(name: str, system: str, *, data_deleted: bool) -> Tenant:
-    """Stop syncing `system`: its `kind` goes (other settings, e.g. shop_domain, stay) and
-    the disconnection is recorded. Idempotent: a second call keeps the first time."""
+    """Stop syncing `system`: its sync configuration (`kind` and the kind's settings) moves
+    into the disconnection record, identity settings (shop_domain) stay. Idempotent: a
+    second call keeps the first record's time."""
     if system not in SOURCE_NAMES:
         raise InvalidSetting(f"unknown source {system!r}; sources are {', '.join(SOURCE_NAMES)}")
     tenant = get(name)
-    config = tenant.sources.get(system)
-    kind = config.pop("kind", None) if config else None
-    if config is not None and not config:
-        del tenant.sources[system]
+    config = tenant.sources.pop(system, {})
+    kept = {k: v for k, v in config.items() if k in SOURCE_IDENTITY_SETTINGS}
+    if kept:
+        tenant.sources[system] = kept
+    sync_config = {k: v for k, v in config.items() if k not in SOURCE_IDENTITY_SETTINGS}
     record = tenant.disconnected_sources.setdefault(
         system, {"disconnected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "kind": kind, "data_deleted": False})
+                 "kind": sync_config.get("kind"), "config": sync_config, "data_deleted": False})
     record["data_deleted"] = bool(record.get("data_deleted")) or data_deleted
     _write(tenant)
     return tenant

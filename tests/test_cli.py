@@ -70,6 +70,7 @@ def test_sql_reads_and_is_audited(data_dir):
     assert actions.count(("key_unwrapped", "query")) == 3
 
 
+@pytest.mark.audit_tampered  # it breaks the chain to see the command fail
 def test_audit_verify_command(data_dir):
     assert cleargro("tenants", "add", "acme").returncode == 0
     ok = cleargro("audit", "verify")

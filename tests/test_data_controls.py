@@ -45,15 +45,18 @@ def test_cli_backup_list_and_restore(tenant):
 
 def test_scheduled_backup_asset_and_purge_job(tenant):
     from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.orchestration.data_controls import nightly_backups, tenant_backup
+    from cleargro_pipeline.orchestration.data_controls import nightly_backups
 
     _fill(tenant, 3)
     instance = dagster_instance()
-    requests = list(nightly_backups(dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 11, 29, 5, tzinfo=timezone.utc))))
+    with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 29, 5, tzinfo=timezone.utc)) as context:
+        requests = list(nightly_backups(context))
     assert [r.partition_key for r in requests] == [tenant]
 
-    result = dg.materialize([tenant_backup], partition_key=tenant, instance=instance)
+    result = defs.resolve_job_def("tenant_backups").execute_in_process(
+        instance=instance, partition_key=tenant)
     assert result.success
     (event,) = result.asset_materializations_for_node("tenant_backup")
     (backup,) = backups.list_backups(tenant)
@@ -159,3 +162,24 @@ def test_privacy_request_sensor_runs_the_job_for_pending_shopper_requests(tenant
     assert result.success
     assert privacy_requests.get(recorded.request_id).status == "done"
     assert list(privacy_requests_sensor(dg.build_sensor_context(instance=instance))) == []
+
+
+def test_cli_scope_retention_and_disconnect(tenant):
+    import json
+
+    from cleargro_pipeline import secret_store
+
+    _fill(tenant, 2)
+    secret_store.put(tenant, "source.shop.access_token", "shpat-test")
+    runner = CliRunner()
+    configured = runner.invoke(cli, ["tenants", "configure", tenant, "--scope", "shopper_level=false",
+                                     "--retention-months", "12"])
+    assert configured.exit_code == 0, configured.output
+    shown = json.loads(runner.invoke(cli, ["tenants", "show", tenant]).output)
+    assert shown["retention_months"] == 12 and shown["scopes"]["shopper_level"] is False
+    assert shown["data_scope"]
+    bad = runner.invoke(cli, ["tenants", "configure", tenant, "--retention-months", "soon"])
+    assert bad.exit_code != 0
+    gone = runner.invoke(cli, ["disconnect", "--tenant", tenant, "--source", "shop"])
+    assert gone.exit_code == 0, gone.output
+    assert "source.shop.access_token" in gone.output and secret_store.names(tenant) == []

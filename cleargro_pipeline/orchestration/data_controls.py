@@ -140,3 +140,34 @@ def privacy_requests_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.
         digest = hashlib.sha256("|".join(sorted(states)).encode()).hexdigest()[:16]
         yield dg.RunRequest(run_key=f"{tenant}:{digest}", tags=tenant_run_tags(tenant),
                             run_config={"ops": {"process_privacy_requests": {"config": {"tenant": tenant}}}})
+
+
+@dg.op(config_schema={"tenant": str},
+       description="Delete the tenant's raw rows older than its retention window, rebuild the "
+                   "models that read them (full refresh) and rewrite the warehouse file.")
+def apply_retention(context: dg.OpExecutionContext) -> None:
+    from cleargro_pipeline import retention
+
+    r = retention.apply(context.op_config["tenant"])
+    context.log.info(f"retention cut {r.cutoff.date() if r.cutoff else 'none'}: "
+                     f"{sum(r.deleted.values())} raw rows deleted, {sum(r.clamped.values())} "
+                     f"history rows moved to the cut, rebuilt={r.rebuilt}, {r.seconds} s")
+
+
+@dg.job(description="Cut one tenant's raw history to its retention window.")
+def tenant_retention() -> None:
+    apply_retention()
+
+
+@dg.schedule(job=tenant_retention, cron_schedule="30 4 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def daily_retention(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+    """After the 04:00 refresh, before the 05:00 backups; queued behind the tenant's own runs."""
+    from cleargro_pipeline import retention
+
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    due = set(retention.tenants_due())
+    for tenant in sync_tenant_partitions(context.instance):
+        if tenant in due:
+            yield dg.RunRequest(run_key=f"retention:{tenant}:{day}", tags=tenant_run_tags(tenant),
+                                run_config={"ops": {"apply_retention": {"config": {"tenant": tenant}}}})

@@ -10,7 +10,7 @@ drop is taken whole (a merchant may resend corrected history).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import dlt
 import pyarrow as pa
@@ -55,12 +55,18 @@ def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonym
 
 def contract_source(system: str, provide: ChunkProvider, pseudonymise: Pseudonymise, *,
                     incremental: bool, tables: Iterable[str] | None = None,
-                    loaded: Iterable[str] = ()):
+                    loaded: Iterable[str] = (), scope: Any = None):
     """The dlt source of one system (`shop`, `ga4` or `google_ads`); `loaded` names the
-    tables that already exist in the warehouse (merged into; the others are appended)."""
+    tables that already exist in the warehouse (merged into; the others are appended).
+    `scope` (a scopes.Scope) leaves out the tables and columns the tenant does not allow."""
     loaded = set(loaded)
     wanted = set(tables) if tables is not None else None
     raws = [t for t in contract.tables_of(system) if wanted is None or t.name in wanted]
+    # --- data scopes: a table out of scope gets no resource (its provider is never asked);
+    # an allowed one carries its scoped schema, so minimise drops the excluded columns ---
+    if scope is not None:
+        raws = [r for r in map(scope.restrict, raws) if r is not None]
+    # --- end data scopes ---
 
     @dlt.source(name=system, max_table_nesting=0, root_key=False)
     def source():

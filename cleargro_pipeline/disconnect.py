@@ -1,0 +1,173 @@
+"""Disconnecting a source from a tenant (`cleargro disconnect --tenant T --source S`).
+
+Credentials of a tenant's sources live in the secret store, scope = the tenant, under
+`source.<source>.<field>`:
+
+| source | names | revocation |
+| --- | --- | --- |
+| shop | `source.shop.access_token` (the offline Admin API token) | none here: Shopify revokes an offline token when the merchant uninstalls the app; we delete our copy and say so |
+| ga4 | `source.ga4.refresh_token` (and `.access_token` if cached) | OAuth: every `*refresh_token` / `*access_token` is revoked at Google (oauth.revoke), refresh tokens first |
+| google_ads | `source.google_ads.refresh_token` (and `.access_token`), `source.google_ads.developer_token`, `source.google_ads.login_customer_id` | the OAuth tokens are revoked; the rest is deleted |
+
+`disconnect(tenant, source)`:
+
+1. stops syncing: the source's `kind` is removed from the tenant (other settings such as the
+   shop domain, which privacy webhooks need, stay) and the disconnection is recorded in
+   `disconnected_sources` with its time; scheduled runs skip it from then on and synced loads
+   refuse it until it is configured again;
+2. revokes each OAuth token at the provider and deletes it right after, then deletes the
+   other credentials (a failed revocation stops here with the token kept, so running the
+   disconnect again retries it; nothing is half-deleted);
+3. audits `source_disconnected` (names of the credentials, never values);
+4. with `delete_data`: drops `raw_<source>` and `raw_<source>_staging` (dlt's state included,
+   so a later reconnection loads from scratch) and, for the shop, the dbt snapshots copying
+   its tables; rebuilds every model downstream of the source with `--full-refresh` (staging
+   reads a missing raw table as an empty relation, so the project still builds and the
+   source's marts end up empty); rewrites the warehouse file so the bytes are gone; audits
+   `source_data_deleted`.
+
+Every step is idempotent: a disconnect that failed midway is finished by running it again.
+Not touched: stored reports (documents already produced), the opportunity history
+(`insights.opportunity_history`, never rebuilt by dbt), backups (they expire on their own
+schedule) and exports already handed out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from cleargro_pipeline import audit, oauth, secret_store, tenants
+from cleargro_pipeline.errors import CleargroError
+
+DISCONNECTABLE = ("shop", "ga4", "google_ads")
+OAUTH_SOURCES = ("ga4", "google_ads")
+TOKEN_SUFFIXES = ("refresh_token", "access_token")  # revoked in this order
+PURPOSE = "disconnect"
+SHOP_NOTE = ("Shopify offline tokens cannot be revoked by API call: the stored token was "
+             "deleted; it stops working at Shopify when the merchant uninstalls the Cleargro "
+             "app from the shop admin")
+
+
+class DisconnectError(CleargroError):
+    """A disconnect could not finish; the message says what was done and how to resume."""
+
+
+def credential_prefix(source: str) -> str:
+    return f"source.{source}."
+
+
+def credential_name(source: str, field_name: str) -> str:
+    """The secret-store name of one credential of a source, e.g. `source.ga4.refresh_token`."""
+    return credential_prefix(source) + field_name
+
+
+def credentials(tenant: str, source: str) -> list[str]:
+    """Names of the source's stored credentials (tenant scope)."""
+    return [n for n in secret_store.names(tenant) if n.startswith(credential_prefix(source))]
+
+
+def _revocable(names: list[str]) -> list[str]:
+    """OAuth tokens among `names`, refresh tokens first (revoking one at Google ends its
+    access tokens too: those then answer invalid_token, which counts as done)."""
+    return sorted((n for n in names if n.endswith(TOKEN_SUFFIXES)),
+                  key=lambda n: (TOKEN_SUFFIXES.index(next(s for s in TOKEN_SUFFIXES
+                                                            if n.endswith(s))), n))
+
+
+@dataclass
+class DisconnectReport:
+    tenant: str
+    source: str
+    was_synced: bool = False
+    revoked: list[str] = field(default_factory=list)  # credential names revoked at the provider
+    already_revoked: list[str] = field(default_factory=list)
+    deleted_credentials: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    data_deleted: bool = False
+    dropped: list[str] = field(default_factory=list)  # schemas and tables dropped
+    rebuilt: bool = False
+    file_bytes: int | None = None
+    seconds: float = 0.0
+
+
+def disconnect(tenant: str, source: str, *, delete_data: bool = False,
+               revoke_endpoint: str | None = None, ca_file: str | None = None) -> DisconnectReport:
+    """Stop syncing `source` for `tenant`, revoke and delete its credentials, and with
+    `delete_data` drop its raw data and rebuild what depends on it."""
+    if source not in DISCONNECTABLE:
+        raise DisconnectError(f"cannot disconnect {source!r}; sources: {', '.join(DISCONNECTABLE)}")
+    started = time.monotonic()
+    config = tenants.get(tenant)
+    report = DisconnectReport(tenant, source,
+                              was_synced=source in tenants.synced_sources(config))
+    # 1. Stop syncing first: whatever fails later, no new data of this source arrives.
+    tenants.mark_disconnected(tenant, source, data_deleted=False)
+
+    # 2. Credentials.
+    names = credentials(tenant, source)
+    seen: dict[str, str] = {}  # token value -> outcome (the same token stored twice: one call)
+    if source in OAUTH_SOURCES:
+        endpoint = revoke_endpoint or oauth.GOOGLE_REVOKE_ENDPOINT
+        for name in _revocable(names):
+            token = secret_store.get(tenant, name, purpose=PURPOSE)
+            if token not in seen:
+                try:
+                    seen[token] = oauth.revoke(token, endpoint=endpoint, ca_file=ca_file)
+                except oauth.RevokeFailed as error:
+                    raise DisconnectError(
+                        f"tenant '{tenant}': {source} is no longer synced, but revoking "
+                        f"{name} failed ({error}); the credential is kept: run the disconnect "
+                        "again to retry") from None
+            (report.revoked if seen[token] == oauth.REVOKED else
+             report.already_revoked).append(name)
+            secret_store.delete(tenant, name)
+            report.deleted_credentials.append(name)
+    elif names:
+        report.notes.append(SHOP_NOTE)
+    for name in names:
+        if name not in report.deleted_credentials:
+            secret_store.delete(tenant, name)
+            report.deleted_credentials.append(name)
+    audit.append("source_disconnected", tenant=tenant, source=source, was_synced=report.was_synced,
+                 revoked=report.revoked, already_revoked=report.already_revoked,
+                 deleted_credentials=report.deleted_credentials, delete_data=delete_data)
+
+    # 3. Data.
+    if delete_data:
+        report.dropped, report.rebuilt, report.file_bytes = delete_source_data(tenant, source)
+        report.data_deleted = True
+        tenants.mark_disconnected(tenant, source, data_deleted=True)
+        audit.append("source_data_deleted", tenant=tenant, source=source,
+                     dropped=report.dropped, rebuilt=report.rebuilt)
+    report.seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def delete_source_data(tenant: str, source: str) -> tuple[list[str], bool, int | None]:
+    """Drop the source's raw schemas (and the snapshots copying them), rebuild what depends
+    on it, rewrite the file. Returns (dropped, rebuilt, new file size)."""
+    from cleargro_pipeline import retention, warehouse
+    from cleargro_pipeline.settings import paths
+
+    if not paths().warehouse(tenant).exists():
+        return [], False, None
+    dropped: list[str] = []
+    with warehouse.open_warehouse(tenant, purpose=PURPOSE) as conn:
+        schemas = {s for (s,) in conn.execute(
+            "select schema_name from duckdb_schemas() where database_name = ?",
+            [warehouse.ALIAS]).fetchall()}
+        for schema in (f"raw_{source}", f"raw_{source}_staging"):
+            if schema in schemas:
+                conn.execute(f'drop schema "{schema}" cascade')
+                dropped.append(schema)
+        # dbt snapshots of the source's tables are copies of its data (snap_<source>__*).
+        for (table,) in conn.execute(
+                "select table_name from duckdb_tables() where database_name = ? and "
+                "schema_name = 'snapshots' and starts_with(table_name, ?)",
+                [warehouse.ALIAS, f"snap_{source}__"]).fetchall():
+            conn.execute(f'drop table snapshots."{table}"')
+            dropped.append(f"snapshots.{table}")
+    rebuilt = retention.rebuild_models(tenant, [source])
+    size = warehouse.rewrite(tenant, purpose=PURPOSE)
+    return dropped, rebuilt, size
