@@ -42,6 +42,7 @@ from typing import BinaryIO
 import duckdb
 
 from cleargro_pipeline import audit, tenants, warehouse
+from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import TENANT_NAME, paths
 
@@ -178,14 +179,6 @@ def _copy(src: BinaryIO, dest: Path) -> tuple[int, str]:
         out.flush()
         os.fsync(out.fileno())
     return size, digest.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_manifest(backup: Backup) -> None:
@@ -335,7 +328,7 @@ def _keep(tenant: str, source: Path, *, taken_at: datetime, reason: str, verify:
                         sha256=sha256, tables=tables, reason=reason, verified=verify,
                         duckdb_version=duckdb.__version__)
         _write_manifest(backup)
-        _fsync_dir(folder)
+        fsync_path(folder)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -431,7 +424,7 @@ def _restore_locked(tenant: str, backup: Backup, src: BinaryIO,
         _verify(where, backup.tables, actual, checksums_compared)
         safety = _keep_current(tenant, live, now)
         os.replace(staged, live)
-        _fsync_dir(live.parent)
+        fsync_path(live.parent)
         return safety, checksums_compared
     finally:
         staged.unlink(missing_ok=True)
@@ -478,7 +471,7 @@ def _keep_current(tenant: str, live: Path, now: datetime) -> Backup | None:
     kept = _keep(tenant, live, taken_at=now, reason="pre-restore", verify=False)
     if wal.exists():  # a killed writer's log belongs to the kept bytes, never to the restored file
         shutil.move(wal, kept.path.with_name(kept.path.name + ".wal"))
-        _fsync_dir(kept.path.parent)
+        fsync_path(kept.path.parent)
     return kept
 
 
@@ -513,7 +506,7 @@ def purge(older_than: timedelta = RETENTION, now: datetime | None = None) -> lis
             size = sum(p.stat().st_size for p in group if p != manifest)
             for path in sorted(group, key=lambda p: p == manifest):  # manifest last
                 path.unlink(missing_ok=True)
-            _fsync_dir(folder)
+            fsync_path(folder)
             audit.append("backup_purged", tenant=tenant, backup_id=backup_id, size=size,
                          files=len(group), age_days=(now - taken_at).days)
             purged.append(f"{tenant}/{backup_id}")

@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cleargro_pipeline import audit, keys, secret_store, tenants
+from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
@@ -155,14 +156,6 @@ def signing_public_key_path() -> Path:
     return certificates_dir() / "signing_key.pub"
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def _flock(path: Path, timeout: float | None = None) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -210,7 +203,7 @@ def _append(record: dict[str, Any]) -> None:
     finally:
         os.close(fd)
     if new:
-        _fsync_dir(journal.parent)
+        fsync_path(journal.parent)
 
 
 def _append_locked(record: dict[str, Any]) -> None:
@@ -507,7 +500,7 @@ def _shred(path: Path) -> bool:
     finally:
         os.close(fd)
     path.unlink()
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return True
 
 
@@ -793,7 +786,7 @@ def _write_certificate(target: Path, body: dict[str, Any], private: Ed25519Priva
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
 
 
 # --- the job ----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cleargro_pipeline import audit
+from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
@@ -186,14 +187,6 @@ def _locked() -> Iterator[Path]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _ensure_dir(folder: Path) -> None:
     if folder.is_dir():
         return
@@ -202,7 +195,7 @@ def _ensure_dir(folder: Path) -> None:
         folder.mkdir(mode=0o700)
     except FileExistsError:
         return
-    _fsync_dir(folder.parent)  # the new folder's entry is durable too
+    fsync_path(folder.parent)  # the new folder's entry is durable too
 
 
 def _append(target: Path, line: dict[str, Any]) -> None:
@@ -217,15 +210,7 @@ def _append(target: Path, line: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     if created:
-        _fsync_dir(target.parent)
-
-
-def _fsync_file(target: Path) -> None:
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_path(target.parent)
 
 
 def _ends_torn(target: Path) -> bool:
@@ -355,7 +340,7 @@ def _by_webhook_id(lines: list[dict[str, Any]], webhook_id: str) -> PrivacyReque
 def _duplicate(target: Path, existing: PrivacyRequest) -> PrivacyRequest:
     """A retry of a recorded delivery. Its first write may have failed to sync (and been
     answered 500): sync again, so this answer too comes only once the line is on disk."""
-    _fsync_file(target)
+    fsync_path(target)
     audit.append("privacy_request_duplicate", tenant=existing.tenant, topic=existing.topic,
                  request_id=existing.request_id)
     return replace(existing, duplicate=True)

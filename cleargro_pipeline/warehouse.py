@@ -25,6 +25,7 @@ from typing import Iterator
 import duckdb
 
 from cleargro_pipeline import keys, tenants
+from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import paths
 
@@ -262,27 +263,15 @@ def rewrite(tenant: str, *, purpose: str, lock_timeout: float = LOCK_TIMEOUT_S) 
                 raise WarehouseError(f"tenant '{tenant}': rewrite failed "
                                      f"({type(error).__name__})") from None
         check_file(tenant, fresh)
-        _fsync(fresh)
+        fsync_path(fresh)
         _shred(path)
         os.replace(fresh, path)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
         return path.stat().st_size
 
 
 def _wal_of(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    _fsync(folder)
 
 
 def _shred(path: Path) -> None:
