@@ -89,7 +89,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import duckdb
 import pyarrow.parquet as pq
@@ -447,6 +447,25 @@ def _tar_info(name: str, size: int, mtime: datetime) -> tarfile.TarInfo:
     return info
 
 
+def write_archive(out: Path, key: bytes, fill: Callable[[EncryptingWriter], list[dict[str, Any]]],
+                  *, chunk_size: int = CHUNK_BYTES) -> tuple[int, str, list[dict[str, Any]]]:
+    """Create `out` (0600, never overwritten), let `fill` write the tar stream into an
+    EncryptingWriter, fsync; on any failure the partial archive is removed. Returns the
+    archive's size, SHA-256 and what `fill` returned (the manifest entries)."""
+    sink = _open_exclusive(out)
+    try:
+        with sink:
+            writer = EncryptingWriter(sink, key, chunk_size=chunk_size)
+            entries = fill(writer)
+            writer.close()
+            sink.flush()
+            os.fsync(sink.fileno())
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return writer.bytes_written, writer.sha256.hexdigest(), entries
+
+
 def export(tenant: str, out: Path, *, now: datetime | None = None,
            chunk_size: int = CHUNK_BYTES) -> ExportResult:
     """Write every raw table and mart of `tenant` to an encrypted archive at `out` (mode 0600).
@@ -469,18 +488,9 @@ def export(tenant: str, out: Path, *, now: datetime | None = None,
     key = AESGCM.generate_key(bit_length=256)
 
     with open_warehouse(tenant, purpose=PURPOSE, read_only=True) as conn:
-        sink = _open_exclusive(out)
-        try:
-            with sink:
-                writer = EncryptingWriter(sink, key, chunk_size=chunk_size)
-                entries = _write_tar(conn, writer, tenant, export_id, created, expires)
-                writer.close()
-                sink.flush()
-                os.fsync(sink.fileno())
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
-    size, digest = writer.bytes_written, writer.sha256.hexdigest()
+        size, digest, entries = write_archive(
+            out, key, lambda writer: _write_tar(conn, writer, tenant, export_id, created, expires),
+            chunk_size=chunk_size)
     rows = sum(e["rows"] for e in entries)
 
     record = {"export_id": export_id, "tenant": tenant, "path": str(out),

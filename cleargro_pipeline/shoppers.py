@@ -664,18 +664,9 @@ def _export(tenant: str, pseudonym: str, out: Path, *, request_id: str | None,
     export_id = f"{created:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     key = AESGCM.generate_key(bit_length=256)
     tables = _subject_tables(tenant, pseudonym)
-    sink = ex._open_exclusive(out)
-    try:
-        with sink:
-            writer = ex.EncryptingWriter(sink, key)
-            entries = _write_tar(writer, tables, tenant, export_id, request_id, created, expires)
-            writer.close()
-            sink.flush()
-            os.fsync(sink.fileno())
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
-    size, digest = writer.bytes_written, writer.sha256.hexdigest()
+    size, digest, entries = ex.write_archive(
+        out, key, lambda writer: _write_tar(writer, tables, tenant, export_id, request_id,
+                                            created, expires))
     rows = sum(e["rows"] for e in entries)
     record = {"export_id": export_id, "tenant": tenant, "path": str(out),
               "created_at": ex._iso(created), "expires_at": ex._iso(expires), "size": size,
