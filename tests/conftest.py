@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -81,6 +83,20 @@ def built_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     from cleargro_pipeline import audit
 
     audit.verify(data / "audit" / "audit.log")  # after every test that used it
+
+
+@contextmanager
+def private_demo(built_demo: dict[str, str], root: Path) -> Iterator[Path]:
+    """A private copy of the session's demo (for tests that write to it or scan its folder),
+    entered for the duration of the block; yields its data folder."""
+    data = root / "data"
+    shutil.copytree(built_demo["CLEARGRO_DATA_DIR"], data,
+                    ignore=shutil.ignore_patterns("dagster_home", "work", "tmp", "*.lock"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**built_demo, "CLEARGRO_DATA_DIR": str(data),
+                            "DAGSTER_HOME": str(data / "dagster_home")}.items():
+            patch.setenv(name, value)
+        yield data
 
 
 @pytest.fixture

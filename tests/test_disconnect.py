@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 import pytest
+from conftest import private_demo
 from delivery_servers import make_pki, server_context
 
 from cleargro_pipeline import disconnect as dc
@@ -274,13 +274,7 @@ def _digest(conn, relation: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def demo_copy(built_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("disconnect")
-    data = root / "data"
-    shutil.copytree(built_demo["CLEARGRO_DATA_DIR"], data,
-                    ignore=shutil.ignore_patterns("dagster_home", "work", "tmp", "*.lock"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {**built_demo, "CLEARGRO_DATA_DIR": str(data),
-                            "DAGSTER_HOME": str(data / "dagster_home")}.items():
-            mp.setenv(name, value)
+    with private_demo(built_demo, root) as data:
         yield "demo"
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import private_demo
 
 from cleargro_pipeline import audit, verify_at_rest
 from cleargro_pipeline import export as ex
@@ -41,16 +42,10 @@ class Env:
 @pytest.fixture(scope="module")
 def env(built_demo, tmp_path_factory) -> Env:
     root = tmp_path_factory.mktemp("export")
-    data = root / "data"
-    shutil.copytree(built_demo["CLEARGRO_DATA_DIR"], data,
-                    ignore=shutil.ignore_patterns("dagster_home", "work", "tmp", "*.lock"))
     out = root / "out"
     out.mkdir()
     temp = set(Path(tempfile.gettempdir()).glob("cleargro*"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {**built_demo, "CLEARGRO_DATA_DIR": str(data),
-                            "DAGSTER_HOME": str(data / "dagster_home")}.items():
-            mp.setenv(name, value)
+    with private_demo(built_demo, root) as data:
         # The alert lifecycle table (`insights.alerts`) exists once alerts were evaluated.
         from cleargro_pipeline.alerts import service
         service.run(TENANT)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import stat
 import time
 from dataclasses import dataclass, replace
@@ -17,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from conftest import private_demo
 from markupsafe import escape
 
 from cleargro_pipeline import audit, reports, verify_at_rest
@@ -147,15 +147,9 @@ def demo(built_demo, tmp_path_factory) -> Demo:
     """A private copy of the session's demo tenant (conftest `built_demo`): these tests write
     reports into the warehouse and scan the data folder, so they get a data folder of their own."""
     root = tmp_path_factory.mktemp("reports")
-    data = root / "data"
-    shutil.copytree(built_demo["CLEARGRO_DATA_DIR"], data,
-                    ignore=shutil.ignore_patterns("dagster_home", "work", "tmp", "*.lock"))
     exports = root / "exports"
     exports.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {**built_demo, "CLEARGRO_DATA_DIR": str(data),
-                            "DAGSTER_HOME": str(data / "dagster_home")}.items():
-            mp.setenv(name, value)
+    with private_demo(built_demo, root) as data:
         yield Demo("demo", data, exports)
 
 

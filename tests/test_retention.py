@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from datetime import date, datetime, timezone
 
 import pytest
+from conftest import private_demo
 
 from cleargro_pipeline import retention, tenants, warehouse
 from cleargro_pipeline.settings import paths
@@ -179,13 +179,7 @@ EARLY_WEEK, LATE_WEEK = "2025-W10", "2026-W47"  # before and after the cut
 @pytest.fixture(scope="module")
 def demo_copy(built_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("retention")
-    data = root / "data"
-    shutil.copytree(built_demo["CLEARGRO_DATA_DIR"], data,
-                    ignore=shutil.ignore_patterns("dagster_home", "work", "tmp", "*.lock"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {**built_demo, "CLEARGRO_DATA_DIR": str(data),
-                            "DAGSTER_HOME": str(data / "dagster_home")}.items():
-            mp.setenv(name, value)
+    with private_demo(built_demo, root) as data:
         yield "demo"
 
 

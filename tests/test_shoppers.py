@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import private_demo
 
 from cleargro_pipeline import (audit, keys, privacy_requests, secret_store, shoppers,
                                verify_at_rest, warehouse)
@@ -52,15 +52,9 @@ class Shopper:
 @pytest.fixture(scope="module")
 def env(built_demo, tmp_path_factory) -> Env:
     root = tmp_path_factory.mktemp("shoppers")
-    data = root / "data"
-    shutil.copytree(built_demo["CLEARGRO_DATA_DIR"], data,
-                    ignore=shutil.ignore_patterns("dagster_home", "work", "tmp", "*.lock"))
     out = root / "out"
     out.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {**built_demo, "CLEARGRO_DATA_DIR": str(data),
-                            "DAGSTER_HOME": str(data / "dagster_home")}.items():
-            mp.setenv(name, value)
+    with private_demo(built_demo, root) as data:
         yield Env(data, out)
 
 
