@@ -376,13 +376,10 @@ def shopper_group() -> None:
 @click.option("--shopper-id", required=True, help="Shopify customer id (digits or gid://shopify/Customer/N).")
 def shopper_erase(tenant: str, shopper_id: str) -> None:
     """Remove the shopper from every raw and modelled table, rebuild the marts, rewrite the file."""
-    from cleargro_pipeline import privacy_requests, shoppers
+    from cleargro_pipeline import shoppers
 
-    request = privacy_requests.record(privacy_requests.CUSTOMERS_REDACT, tenant,
-                                      {"customer_id": shopper_id}, source="cli")
-    report = shoppers.erase(tenant, pseudonym=request.customer_pseudonym,
-                            request_id=request.request_id)
-    click.echo(f"{request.request_id}: {report.summary()}")
+    report = shoppers.erase(tenant, shopper_id=shopper_id)  # recorded as a privacy request
+    click.echo(f"{report.request_id}: {report.summary()}")
 
 
 @shopper_group.command(name="export")

@@ -181,15 +181,17 @@ def configure_dlt(work_dir: Path) -> None:
 def _load_in_child(tenant: str, plan: Any, systems: tuple[str, ...],
                    work_dir: Path) -> list[LoadReport]:
     configure_dlt(work_dir)
-    from cleargro_pipeline import warehouse
+    from cleargro_pipeline import privacy_requests, warehouse
 
     providers = _providers(plan, systems)  # validates a file drop before anything is loaded
     scope, providers = _in_scope(tenant, plan, providers)  # data scopes (scopes.py)
     pseudonymise = tenant_pseudonymiser(tenant)
     with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
         _clear_stale_work(tenant, keep=work_dir)
+        # Read under the writer lock: an erasure that finished while we waited is included.
+        erased = privacy_requests.redacted_pseudonyms(tenant)
         return [load_system(conn, system, provide, pseudonymise, incremental=incremental,
-                            work_dir=work_dir, tenant=tenant, scope=scope)
+                            work_dir=work_dir, tenant=tenant, scope=scope, erased=erased)
                 for system, (provide, incremental) in providers.items()]
 
 
@@ -218,8 +220,10 @@ def tenant_pseudonymiser(tenant: str) -> Any:
 
 
 def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incremental: bool,
-                work_dir: Path, tenant: str, scope: Any = None) -> LoadReport:
-    """Run one system's dlt source into the open warehouse connection."""
+                work_dir: Path, tenant: str, scope: Any = None,
+                erased: frozenset[str] = frozenset()) -> LoadReport:
+    """Run one system's dlt source into the open warehouse connection; the shoppers named
+    in `erased` (pseudonyms) are left out."""
     import dlt
 
     from cleargro_pipeline import warehouse
@@ -234,7 +238,7 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
         "select table_name from duckdb_tables() where database_name = ? and schema_name = ?",
         [warehouse.ALIAS, f"raw_{system}"]).fetchall()]
     source = contract_source(system, provide, pseudonymise, incremental=incremental,
-                             loaded=loaded, scope=scope)  # scope: data scopes (scopes.py)
+                             loaded=loaded, scope=scope, erased=erased)
     # The working folder is new on every load: restore the incremental cursors from the
     # warehouse's _dlt_pipeline_state first (run() would; extract() alone does not). A
     # dataset without tables has no state to restore.

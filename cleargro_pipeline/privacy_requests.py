@@ -378,6 +378,14 @@ def all_requests() -> list[PrivacyRequest]:
     return list(_fold(_lines()).values())
 
 
+def redacted_pseudonyms(tenant: str) -> frozenset[str]:
+    """The shoppers the tenant must not hold: every `customers/redact` request's pseudonym,
+    whatever its status (pending or failed ones are still to be erased). Loads drop them and
+    a restore erases them again, so neither a re-sync nor an old backup brings one back."""
+    return frozenset(r.customer_pseudonym for r in all_requests()
+                     if r.tenant == tenant and r.topic == CUSTOMERS_REDACT and r.customer_pseudonym)
+
+
 def pending(topic: str | None = None, tenant: str | None = None) -> list[PrivacyRequest]:
     """Requests still to be acted on (status 'pending'), oldest first."""
     if topic is not None and topic not in TOPICS:

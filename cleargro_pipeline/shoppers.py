@@ -55,10 +55,11 @@ Erasure (`erase`)
    pseudonym or the Shopify id.
 
 What an erasure does not reach: backups (byte copies under the tenant key, deleted after 90
-days; `reapply_erasures` re-erases every completed redaction after a restore), whole-tenant
+days; `reapply_erasures` re-erases every requested redaction after a restore), whole-tenant
 exports already handed out (7 days), and the privacy request log itself, which keeps the
-pseudonym as the record that the request was made and carried out (and as the list
-`erased_pseudonyms` a loader can use to keep the shopper from coming back). Nor dlt's loader
+pseudonym as the record that the request was made and carried out, and as the list
+(`privacy_requests.redacted_pseudonyms`) every later load drops (`minimise.suppress_erased`),
+so a re-sync or a re-imported file cannot bring the shopper back. Nor dlt's loader
 state (`_dlt_pipeline_state`, compressed): for deduplication it keeps a truncated hash of the
 primary key of the rows at each table's last cursor value, so for `raw_shop.customers` a hash
 of the pseudonym of the customer(s) updated last, until a later load moves that cursor.
@@ -354,11 +355,15 @@ def erase(tenant: str, *, shopper_id: int | str | None = None, pseudonym: str | 
     """Erase one shopper from the tenant's warehouse (see the module docstring).
 
     `rebuild`: None rebuilds the models when anything about the shopper was found; True always
-    (to finish an attempt that died after its scrub). With `request_id`, the privacy request is
-    marked `in_progress`, then `done` or `failed`.
+    (to finish an attempt that died after its scrub). The privacy request (`request_id`, or one
+    recorded here) is marked `in_progress`, then `done` or `failed`.
     """
-    target = _Target(resolve(tenant, shopper_id=shopper_id, pseudonym=pseudonym), request_id)
-    return erase_many(tenant, [target], rebuild=rebuild)[0]
+    pseudonym = resolve(tenant, shopper_id=shopper_id, pseudonym=pseudonym)
+    if request_id is None:  # on the ledger first: later loads keep the shopper out
+        request_id = privacy_requests.record(privacy_requests.CUSTOMERS_REDACT, tenant,
+                                             {"customer_pseudonym": pseudonym},
+                                             source="cli").request_id
+    return erase_many(tenant, [_Target(pseudonym, request_id)], rebuild=rebuild)[0]
 
 
 def erase_many(tenant: str, targets: Sequence[_Target | tuple[str, str | None]], *,
@@ -584,41 +589,10 @@ def _verify(tenant: str, pseudonyms: list[str]) -> None:
                                 "still hold(s) the shopper's pseudonym")
 
 
-def erased_pseudonyms(tenant: str) -> frozenset[str]:
-    """Pseudonyms of the tenant's completed `customers/redact` requests (for a loader to keep
-    them out, and for `reapply_erasures`)."""
-    return frozenset(r.customer_pseudonym for r in privacy_requests.all_requests()
-                     if r.tenant == tenant and r.topic == privacy_requests.CUSTOMERS_REDACT
-                     and r.status == "done" and r.customer_pseudonym)
-
-
-def suppress_erased(raw: contract.RawTable, table: pa.Table, erased: frozenset[str]) -> pa.Table:
-    """A minimised chunk (`minimise`'s output) without the erased shoppers: a row whose key
-    is an erased pseudonym is dropped (their customer record), any other erased pseudonym is
-    set to NULL (their orders, unlinked), as `erase` left the warehouse. For the loader, so a
-    re-sync or a re-imported file cannot bring an erased shopper back."""
-    import pyarrow.compute as pc
-
-    if not erased or not raw.pseudonymised:
-        return table
-    value_set = pa.array(sorted(erased), pa.string())
-    for _, column in raw.pseudonymised:
-        if column not in table.column_names:
-            continue
-        hit = pc.fill_null(pc.is_in(table[column], value_set=value_set), False)
-        if column in raw.primary_key:
-            table = table.filter(pc.invert(hit))
-        else:
-            index = table.column_names.index(column)
-            kept = pc.if_else(hit, pa.scalar(None, table.schema.field(column).type), table[column])
-            table = table.set_column(index, table.schema.field(column), kept)
-    return table
-
-
 def reapply_erasures(tenant: str) -> list[ErasureReport]:
-    """Erase again every shopper whose redaction completed (after restoring a backup taken
-    before it, or a re-import of old files); one batch, no request status changes."""
-    pseudonyms = sorted(erased_pseudonyms(tenant))
+    """Erase again every shopper a redaction was asked for (after restoring a backup taken
+    before it); one batch, no request status changes."""
+    pseudonyms = sorted(privacy_requests.redacted_pseudonyms(tenant))
     if not pseudonyms:
         return []
     return erase_many(tenant, [(p, None) for p in pseudonyms])

@@ -104,3 +104,24 @@ def test_tenant_insight_settings_reach_dbt_and_are_validated(data_dir):
     assert tenants.get("acme").insights == {"target_roas": 3.5, "lead_time_days": 21}
     assert cleargro("tenants", "configure", "acme", "--unset", "target_roas").returncode == 0
     assert tenants.dbt_vars("acme") == {"tenant": "acme", "lead_time_days": 21}
+
+
+def test_shopper_erase_is_recorded_before_it_runs(data_dir):
+    """`shopper erase` leaves a privacy request on record (what later loads keep out), also
+    when the tenant holds nothing yet; a malformed id is refused before anything is written."""
+    from cleargro_pipeline import privacy_requests
+
+    assert cleargro("tenants", "add", "acme").returncode == 0
+    bad = cleargro("shopper", "erase", "--tenant", "acme", "--shopper-id", "not-an-id")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert privacy_requests.all_requests() == []
+
+    erased = cleargro("shopper", "erase", "--tenant", "acme", "--shopper-id", "6200000025")
+    assert erased.returncode == 0, erased.stderr
+    request_id, _, summary = erased.stdout.strip().partition(": ")
+    assert summary == "the tenant has no warehouse: no data about the shopper was held"
+    request = privacy_requests.get(request_id)
+    assert (request.topic, request.source, request.status) == \
+        (privacy_requests.CUSTOMERS_REDACT, "cli", "done")
+    assert privacy_requests.redacted_pseudonyms("acme") == {request.customer_pseudonym}
+    assert "6200000025" not in erased.stdout + privacy_requests.log_file().read_text()

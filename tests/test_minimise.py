@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from cleargro_pipeline.sources import contract
-from cleargro_pipeline.sources.minimise import hmac_pseudonymiser, minimise
+from cleargro_pipeline.sources.minimise import hmac_pseudonymiser, minimise, suppress_erased
 
 ORDERS = contract.table(contract.SHOP, "orders")
 CUSTOMERS = contract.table(contract.SHOP, "customers")
@@ -112,3 +112,19 @@ def test_pseudonyms_are_stable_when_the_cache_overflows():
     assert bounded(first).to_pylist() == unbounded(first).to_pylist()
     assert bounded(second).to_pylist() == unbounded(second).to_pylist()
     assert bounded(first).to_pylist()[0] == unbounded(pa.array(["1"])).to_pylist()[0]
+
+
+def test_suppress_erased_drops_customer_records_and_unlinks_orders():
+    gone, kept = "a" * 64, "b" * 64
+    customers = contract.table("raw_shop", "customers")
+    rows = pa.table({"customer_pseudonym": [gone, kept], "orders_count": [3, 1]})
+    assert suppress_erased(customers, rows, frozenset({gone})).to_pylist() == \
+        [{"customer_pseudonym": kept, "orders_count": 1}]
+    orders = contract.table("raw_shop", "orders")
+    rows = pa.table({"id": [1, 2, 3], "customer_pseudonym": [gone, kept, None]})
+    assert suppress_erased(orders, rows, frozenset({gone})).to_pylist() == \
+        [{"id": 1, "customer_pseudonym": None}, {"id": 2, "customer_pseudonym": kept},
+         {"id": 3, "customer_pseudonym": None}]
+    products = contract.table("raw_shop", "products")
+    assert suppress_erased(products, rows, frozenset({gone})) is rows
+    assert suppress_erased(orders, rows, frozenset()) is rows

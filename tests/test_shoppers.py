@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import private_demo
 
-from cleargro_pipeline import (audit, keys, privacy_requests, secret_store, shoppers,
-                               verify_at_rest, warehouse)
+from cleargro_pipeline import (audit, backups, ingest, keys, privacy_requests, secret_store,
+                               shoppers, verify_at_rest, warehouse)
 from cleargro_pipeline import export as ex
 from cleargro_pipeline.demo.catalog import customer_ids
 from cleargro_pipeline.settings import paths
@@ -218,6 +218,7 @@ class Erased:
     before: dict
     after: dict
     seconds: float
+    backup_id: str  # taken just before the erasure
 
 
 @pytest.fixture(scope="module")
@@ -239,10 +240,11 @@ def erased(env, picked) -> Erased:
                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     before = state()
+    backup = backups.take(TENANT, reason="before-erasure")  # for the restore test at the end
     started = datetime.now(timezone.utc)
     report = shoppers.erase(TENANT, shopper_id=shopper.customer_id)
     seconds = (datetime.now(timezone.utc) - started).total_seconds()
-    return Erased(shopper, report, before, state(), seconds)
+    return Erased(shopper, report, before, state(), seconds, backup.id)
 
 
 def test_erasure_reports_what_it_did(erased):
@@ -349,11 +351,16 @@ def test_the_audit_log_records_counts_never_the_shopper(erased):
     audit.verify()
 
 
-def test_nothing_on_disk_names_the_erased_shopper(env, erased):
-    """Erased without a privacy request (as the CLI may): then not even the request log
-    holds the pseudonym, and the at-rest scanner finds it nowhere under data/ (no dbt or
-    spill leftovers, no plaintext DuckDB file)."""
-    assert verify_at_rest.scan([env.data], [erased.shopper.pseudonym]) == []
+def test_nothing_on_disk_names_the_erased_shopper_but_the_request_log(env, erased):
+    """The at-rest scanner finds the pseudonym under data/ only in the privacy request log,
+    the record that the erasure was asked for and done (no dbt or spill leftovers, no
+    plaintext DuckDB file)."""
+    request = privacy_requests.get(erased.report.request_id)
+    assert (request.topic, request.status, request.source) == \
+        (privacy_requests.CUSTOMERS_REDACT, "done", "cli")
+    assert request.customer_pseudonym == erased.shopper.pseudonym
+    found = verify_at_rest.scan([env.data], [erased.shopper.pseudonym])
+    assert {f.path for f in found} == {privacy_requests.log_file()}
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -445,7 +452,7 @@ def test_pending_requests_are_processed_end_to_end(env, picked, erased):
         assert shoppers.holding(conn, [redacted.pseudonym, erased.shopper.pseudonym]) == {}
         assert set(shoppers.find(conn, requested.pseudonym)) == \
             {"raw_shop.customers", "raw_shop.orders", "marts.fct_orders"}
-    assert shoppers.erased_pseudonyms(TENANT) >= {redacted.pseudonym}
+    assert privacy_requests.redacted_pseudonyms(TENANT) >= {redacted.pseudonym}
 
     # The data request's archive waits in data/privacy/exports with its key sealed.
     archive = paths().data / "privacy" / "exports" / f"{data_request.request_id}.cgx"
@@ -480,21 +487,71 @@ def test_pending_requests_are_processed_end_to_end(env, picked, erased):
     assert not archive.exists() and not list(shoppers.privacy_exports_dir().iterdir())
 
 
-# --- keeping erased shoppers out of later loads -------------------------------------------
+# --- erased shoppers stay out ---------------------------------------------------------------
 
-def test_suppress_erased_drops_customer_records_and_unlinks_orders():
-    from cleargro_pipeline.sources import contract
+def _drop_with_customers(folder: Path, fixtures: Path, customer_ids: list[int]) -> Path:
+    """A file drop of Shopify's customer and order bodies (the shared fixtures), one customer
+    and one order for each id."""
+    customer = json.loads((fixtures / "customer.json").read_text())["customer"]
+    order = json.loads((fixtures / "orders.json").read_text())["orders"][0]
+    folder.mkdir()
+    customers, orders = [], []
+    for n, customer_id in enumerate(customer_ids):
+        customers.append({**customer, "id": customer_id})
+        orders.append({**order, "id": 9_000_000_000 + n, "customer": {**order["customer"],
+                                                                      "id": customer_id}})
+    (folder / "customers.json").write_text(json.dumps({"customers": customers}))
+    (folder / "orders.json").write_text(json.dumps({"orders": orders}))
+    return folder
 
-    gone, kept = "a" * 64, "b" * 64
-    customers = contract.table("raw_shop", "customers")
-    rows = pa.table({"customer_pseudonym": [gone, kept], "orders_count": [3, 1]})
-    assert shoppers.suppress_erased(customers, rows, frozenset({gone})).to_pylist() == \
-        [{"customer_pseudonym": kept, "orders_count": 1}]
-    orders = contract.table("raw_shop", "orders")
-    rows = pa.table({"id": [1, 2, 3], "customer_pseudonym": [gone, kept, None]})
-    assert shoppers.suppress_erased(orders, rows, frozenset({gone})).to_pylist() == \
-        [{"id": 1, "customer_pseudonym": None}, {"id": 2, "customer_pseudonym": kept},
-         {"id": 3, "customer_pseudonym": None}]
-    products = contract.table("raw_shop", "products")
-    assert shoppers.suppress_erased(products, rows, frozenset({gone})) is rows
-    assert shoppers.suppress_erased(orders, rows, frozenset()) is rows
+
+def test_a_reimport_does_not_bring_erased_shoppers_back(env, picked, erased, shopify_fixtures):
+    """A merchant re-sends customers and orders that include shoppers already erased (by the
+    CLI, by a processed webhook) and one whose redaction is still pending: none of them is
+    loaded, their orders are loaded unlinked, and an unrelated shopper loads as usual."""
+    pending = privacy_requests.record(privacy_requests.CUSTOMERS_REDACT, TENANT,
+                                      {"shop_domain": SHOP, "customer_id": 6_999_000_001},
+                                      webhook_id="wh-redact-pending")
+    assert pending.status == "pending"
+    gone = [erased.shopper, picked["redacted"]]
+    ids = [s.customer_id for s in gone] + [6_999_000_001, 6_999_000_002]
+    gone_pseudonyms = [s.pseudonym for s in gone] + [pending.customer_pseudonym]
+    kept = shoppers.resolve(TENANT, shopper_id=6_999_000_002)
+
+    reports = ingest.load(TENANT, ingest.FileDropPlan(
+        _drop_with_customers(env.out / "drop", shopify_fixtures, ids)))
+    loaded = {t: n for r in reports for t, n in r.rows.items()}
+    assert (loaded["customers"], loaded["orders"]) == (1, 4)
+    with open_warehouse(TENANT, purpose="test", read_only=True) as conn:
+        assert shoppers.holding(conn, gone_pseudonyms) == {}
+        assert _q(conn, "select id, customer_pseudonym from raw_shop.orders where id between "
+                        "9000000000 and 9000000099 order by id") == \
+            [(9_000_000_000, None), (9_000_000_001, None), (9_000_000_002, None),
+             (9_000_000_003, kept)]
+        assert _q(conn, "select count(*) from raw_shop.customers where customer_pseudonym = ?",
+                  kept) == [(1,)]
+    assert verify_at_rest.scan([paths().tenant_work(TENANT)], gone_pseudonyms) == []
+
+
+def test_restoring_a_backup_from_before_the_erasure_erases_again(env, picked, erased):
+    """The backup taken just before the first erasure still holds that shopper (and the
+    webhook-redacted one): restored, both are erased again at once, and the other shoppers
+    of the backup are back as they were."""
+    report = backups.restore(TENANT, erased.backup_id)
+    assert report.backup_id == erased.backup_id
+    gone = [erased.shopper.pseudonym, picked["redacted"].pseudonym]
+    with open_warehouse(TENANT, purpose="test", read_only=True) as conn:
+        assert shoppers.holding(conn, gone) == {}
+        assert _q(conn, "select count(*) from raw_shop.customers")[0][0] == \
+            erased.before["counts"]["customers"] - 2
+        assert _q(conn, "select count(*) from raw_shop.orders")[0][0] == \
+            erased.before["counts"]["raw_orders"]  # kept, unlinked; the re-import is undone
+        for name in ("exported", "requested"):
+            assert set(shoppers.find(conn, picked[name].pseudonym)) == \
+                {"raw_shop.customers", "raw_shop.orders", "marts.fct_orders"}
+    # One batch for every redaction on record: the two above, the pending one and the
+    # shopper this tenant never saw (test_pending_requests...).
+    asked = len(privacy_requests.redacted_pseudonyms(TENANT))
+    assert asked == 4
+    assert [e["detail"]["batch"] for e in audit.entries()
+            if e["action"] == "shopper_erased"][-asked:] == [asked] * asked

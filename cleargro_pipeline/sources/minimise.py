@@ -2,7 +2,8 @@
 
 `minimise` keeps exactly the contract's columns (an allowlist: whatever else
 an API or a file carries, such as emails, addresses, IPs or payment details,
-is dropped) and replaces shopper identifiers with keyed pseudonyms.
+is dropped) and replaces shopper identifiers with keyed pseudonyms;
+`suppress_erased` then leaves out the shoppers whose erasure was asked for.
 """
 
 from __future__ import annotations
@@ -76,6 +77,27 @@ def minimise(raw: RawTable, data: pa.Table, pseudonymise: Pseudonymise) -> pa.Ta
             raise MinimisationError(f"{raw.dataset}.{raw.name}: key column {source} has "
                              f"{arrays[-1].null_count} empty values")
     return pa.Table.from_arrays(arrays, schema=raw.schema)
+
+
+def suppress_erased(raw: RawTable, table: pa.Table, erased: frozenset[str]) -> pa.Table:
+    """A minimised chunk without the erased shoppers, as an erasure left the warehouse: a row
+    keyed by an erased pseudonym is dropped (their customer record); any other erased
+    pseudonym becomes null (their orders, unlinked). So a re-sync or a re-imported file cannot
+    bring an erased shopper back."""
+    if not erased or not raw.pseudonymised:
+        return table
+    value_set = pa.array(sorted(erased), pa.string())
+    for _, column in raw.pseudonymised:
+        if column not in table.column_names:  # left out by the tenant's data scope
+            continue
+        hit = pc.fill_null(pc.is_in(table[column], value_set=value_set), False)
+        if column in raw.primary_key:
+            table = table.filter(pc.invert(hit))
+        else:
+            field = table.schema.field(column)
+            table = table.set_column(table.column_names.index(column), field,
+                                     pc.if_else(hit, pa.scalar(None, field.type), table[column]))
+    return table
 
 
 def _keyed_hmac(key: bytes, prefix: bytes):  # type: ignore[no-untyped-def]

@@ -2,7 +2,8 @@
 
 Plain dlt, no Dagster: each resource takes Arrow chunks from a provider (the
 demo generator, a file drop, a live API client), keeps only the contract's
-allowlisted columns with shopper ids pseudonymised, and merges on the
+allowlisted columns with shopper ids pseudonymised (erased shoppers left
+out), and merges on the
 source's primary keys so a re-run loads no duplicates. Synced sources use an
 incremental cursor so only changed rows are normalised and loaded; a file
 drop is taken whole (a merchant may resend corrected history).
@@ -18,7 +19,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.contract import RawTable
-from cleargro_pipeline.sources.minimise import minimise
+from cleargro_pipeline.sources.minimise import minimise, suppress_erased
 
 Pseudonymise = Callable[[pa.Array], pa.Array]
 ChunkProvider = Callable[[RawTable], Iterable[pa.Table]]
@@ -36,11 +37,13 @@ def _normalised(table: pa.Table) -> pa.Table:
 
 
 def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonymise,
-              incremental: bool, first_load: bool):
+              erased: frozenset[str], incremental: bool, first_load: bool):
     def rows() -> Iterator[pa.Table]:
         for chunk in chunks:
             if chunk.num_rows:
-                yield _normalised(minimise(raw, chunk, pseudonymise))
+                kept = suppress_erased(raw, minimise(raw, chunk, pseudonymise), erased)
+                if kept.num_rows:
+                    yield _normalised(kept)
 
     hints = {}
     if incremental:
@@ -55,10 +58,12 @@ def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonym
 
 def contract_source(system: str, provide: ChunkProvider, pseudonymise: Pseudonymise, *,
                     incremental: bool, tables: Iterable[str] | None = None,
-                    loaded: Iterable[str] = (), scope: Any = None):
+                    loaded: Iterable[str] = (), scope: Any = None,
+                    erased: frozenset[str] = frozenset()):
     """The dlt source of one system (`shop`, `ga4` or `google_ads`); `loaded` names the
     tables that already exist in the warehouse (merged into; the others are appended).
-    `scope` (a scopes.Scope) leaves out the tables and columns the tenant does not allow."""
+    `scope` (a scopes.Scope) leaves out the tables and columns the tenant does not allow;
+    `erased` names the pseudonyms of shoppers who asked to be erased (never loaded again)."""
     loaded = set(loaded)
     wanted = set(tables) if tables is not None else None
     raws = [t for t in contract.tables_of(system) if wanted is None or t.name in wanted]
@@ -70,7 +75,7 @@ def contract_source(system: str, provide: ChunkProvider, pseudonymise: Pseudonym
 
     @dlt.source(name=system, max_table_nesting=0, root_key=False)
     def source():
-        return [_resource(t, provide(t), pseudonymise, incremental, t.name not in loaded)
+        return [_resource(t, provide(t), pseudonymise, erased, incremental, t.name not in loaded)
                 for t in raws]
 
     return source()
