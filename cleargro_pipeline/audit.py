@@ -8,18 +8,18 @@ detected too. Writers from several processes serialise on an exclusive lock.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import json
 import os
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import paths
 
 GENESIS = "0" * 64
@@ -44,15 +44,8 @@ def _head_file(log: Path) -> Path:
     return log.with_suffix(".head")
 
 
-@contextmanager
-def _locked(log: Path) -> Iterator[None]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _locked(log: Path) -> AbstractContextManager[bool]:
+    return file_lock(log.with_suffix(".lock"))
 
 
 def _last_entry(log: Path) -> dict[str, Any] | None:

@@ -39,19 +39,17 @@ Every step is idempotent: a `run` that died midway is finished by running it aga
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
-import time
 import uuid
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -60,6 +58,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cleargro_pipeline import audit, keys, secret_store, tenants
 from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import paths
 
 if TYPE_CHECKING:
@@ -156,30 +155,8 @@ def signing_public_key_path() -> Path:
     return certificates_dir() / "signing_key.pub"
 
 
-@contextmanager
-def _flock(path: Path, timeout: float | None = None) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path, "a") as lock:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline else 0))
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DeletionError(f"{path.name} is held by another process for more than "
-                                        f"{timeout:.0f} s") from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@contextmanager
-def _journal_locked() -> Iterator[None]:
-    with _flock(_store_dir() / "requests.lock"):
-        yield
+def _journal_locked() -> AbstractContextManager[bool]:
+    return file_lock(_store_dir() / "requests.lock")
 
 
 def _append(record: dict[str, Any]) -> None:
@@ -522,29 +499,12 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, onerror=fail)
 
 
-@contextmanager
-def _writer_lock(tenant: str) -> Iterator[None]:
+def _writer_lock(tenant: str) -> AbstractContextManager[bool]:
     """Wait for the tenant's writers and readers (the warehouse lock), without creating it."""
-    lock_path = paths().tenant_dir(tenant) / "warehouse.lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        yield
-        return
-    try:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DeletionError(f"tenant '{tenant}': warehouse still in use after "
-                                        f"{LOCK_TIMEOUT_S:.0f} s; deletion will retry") from None
-                time.sleep(0.1)
-        yield
-    finally:
-        os.close(fd)
+    return file_lock(paths().tenant_dir(tenant) / "warehouse.lock", timeout=LOCK_TIMEOUT_S,
+                     create=False, on_timeout=lambda: DeletionError(
+                         f"tenant '{tenant}': warehouse still in use after "
+                         f"{LOCK_TIMEOUT_S:.0f} s; deletion will retry"))
 
 
 # --- Dagster ---------------------------------------------------------------------------------
@@ -661,7 +621,7 @@ def signing_key() -> Ed25519PrivateKey:
     """The certificate signing key: created on first use, sealed in the secret store."""
     folder = certificates_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    with _flock(_store_dir() / "signing.lock"):
+    with file_lock(_store_dir() / "signing.lock"):
         if SIGNING_KEY_NAME in secret_store.names(secret_store.PLATFORM):
             pem = secret_store.get(secret_store.PLATFORM, SIGNING_KEY_NAME,
                                    purpose="deletion_certificate")
@@ -834,7 +794,7 @@ def run(tenant: str, *, instance: "dg.DagsterInstance | None" = None, now: datet
     """
     tenants.validate_name(tenant)
     clock = (lambda: _utc(now)) if now is not None else (lambda: _utc())
-    with _flock(_store_dir() / "locks" / f"{tenant}.lock"):
+    with file_lock(_store_dir() / "locks" / f"{tenant}.lock"):
         latest = _latest(tenant)
         if latest is None:
             raise NoDeletionRequest(f"tenant '{tenant}' has no deletion request; record one first "

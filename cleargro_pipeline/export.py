@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import hashlib
 import io
 import json
@@ -98,6 +97,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleargro_pipeline import audit
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import TENANT_NAME, paths
 from cleargro_pipeline.warehouse import ALIAS, open_warehouse
 
@@ -692,12 +692,8 @@ def purge_expired(now: datetime | None = None) -> list[str]:
     moment = _utc(now) if now is not None else datetime.now(timezone.utc)
     root = registry_dir()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(root / ".purge.lock", "a") as lock:  # two purges at once expire each export once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return _purge(moment)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(root / ".purge.lock"):  # two purges at once expire each export once
+        return _purge(moment)
 
 
 def _purge(moment: datetime) -> list[str]:

@@ -14,7 +14,6 @@ shopper's pseudonym, order ids, Shopify's data-request id, times and status.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Any, Iterator
 from cleargro_pipeline import audit
 from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import paths
 
 CUSTOMERS_REDACT = "customers/redact"
@@ -179,12 +179,8 @@ def _locked() -> Iterator[Path]:
     """Serialise writers (server threads, CLI processes): flock on a side file."""
     target = log_file()
     _ensure_dir(target.parent)
-    with open(target.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield target
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(target.with_suffix(".lock")):
+        yield target
 
 
 def _ensure_dir(folder: Path) -> None:

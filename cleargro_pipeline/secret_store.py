@@ -12,7 +12,6 @@ by name, never by value.
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleargro_pipeline import audit, keys
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import TENANT_NAME, paths
 
 PLATFORM = "platform"
@@ -69,13 +69,8 @@ def _tenant(scope: str) -> str | None:
 def _locked(scope: str) -> Iterator[Path]:
     """Serialise read-modify-write of one scope's file across processes."""
     target = _file(scope)
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(target.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield target
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(target.with_suffix(".lock")):
+        yield target
 
 
 def _load(target: Path) -> dict[str, Any]:

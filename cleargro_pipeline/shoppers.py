@@ -86,7 +86,6 @@ deadline for answering a data request.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -99,6 +98,7 @@ import sys
 import tarfile
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -112,6 +112,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cleargro_pipeline import audit, privacy_requests, secret_store, tenants, warehouse
 from cleargro_pipeline import export as ex
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.locks import LockTimeout, file_lock
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, TENANT_NAME, paths
 from cleargro_pipeline.sources import contract
 
@@ -852,50 +853,49 @@ def process_pending(tenant: str | None = None, *, now: datetime | None = None) -
     deleted wait for the deletion; a tenant that no longer exists holds nothing, so its
     requests are done. One pass at a time: a second caller returns [].
     """
+    with ExitStack() as held:
+        try:
+            held.enter_context(file_lock(paths().data / "privacy" / "processing.lock", timeout=0))
+        except LockTimeout:
+            return []  # another pass is running
+        return _process_due(tenant, now)
+
+
+def _process_due(tenant: str | None, now: datetime | None) -> list[str]:
     from cleargro_pipeline import deletion
 
-    lock_path = paths().data / "privacy" / "processing.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(lock_path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return []
-        try:
-            todo = due_requests(tenant, now=now)
-            done: list[str] = []
-            batch: list[privacy_requests.PrivacyRequest] = []
-            for request in todo:
-                if batch and (request.tenant != batch[0].tenant
-                              or request.topic != privacy_requests.CUSTOMERS_REDACT):
-                    done += _erase_batch(batch)
-                    batch = []
-                if not tenants.exists(request.tenant):
-                    privacy_requests.mark(request.request_id, "done",
-                                          "tenant deleted: no data is held")
-                    done.append(request.request_id)
-                elif deletion.is_deleting(request.tenant):
-                    continue
-                elif request.customer_pseudonym is None:
-                    privacy_requests.mark(request.request_id, "failed",
-                                          "the request names no shopper")
-                elif request.topic == privacy_requests.CUSTOMERS_REDACT:
-                    batch.append(request)
-                else:
-                    try:
-                        export_for_request(request)
-                        done.append(request.request_id)
-                    except Exception as error:
-                        log.error("privacy request %s (%s) failed: %s", request.request_id,
-                                  request.topic, type(error).__name__)
-                        _mark_quietly(request.request_id, "failed",
-                                      f"export failed ({type(error).__name__}); retried after "
-                                      "an hour")
-            if batch:
-                done += _erase_batch(batch)
-            return done
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    todo = due_requests(tenant, now=now)
+    done: list[str] = []
+    batch: list[privacy_requests.PrivacyRequest] = []
+    for request in todo:
+        if batch and (request.tenant != batch[0].tenant
+                      or request.topic != privacy_requests.CUSTOMERS_REDACT):
+            done += _erase_batch(batch)
+            batch = []
+        if not tenants.exists(request.tenant):
+            privacy_requests.mark(request.request_id, "done",
+                                  "tenant deleted: no data is held")
+            done.append(request.request_id)
+        elif deletion.is_deleting(request.tenant):
+            continue
+        elif request.customer_pseudonym is None:
+            privacy_requests.mark(request.request_id, "failed",
+                                  "the request names no shopper")
+        elif request.topic == privacy_requests.CUSTOMERS_REDACT:
+            batch.append(request)
+        else:
+            try:
+                export_for_request(request)
+                done.append(request.request_id)
+            except Exception as error:
+                log.error("privacy request %s (%s) failed: %s", request.request_id,
+                          request.topic, type(error).__name__)
+                _mark_quietly(request.request_id, "failed",
+                              f"export failed ({type(error).__name__}); retried after "
+                              "an hour")
+    if batch:
+        done += _erase_batch(batch)
+    return done
 
 
 def _erase_batch(batch: list[privacy_requests.PrivacyRequest]) -> list[str]:

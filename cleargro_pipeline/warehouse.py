@@ -13,12 +13,10 @@ environment (never argv) while holding the writer's lock.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-import time
 import uuid
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +25,7 @@ import duckdb
 from cleargro_pipeline import keys, tenants
 from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import paths
 
 ALIAS = "wh"
@@ -72,26 +71,11 @@ def _base_config() -> dict[str, str | bool]:
     return {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
-@contextmanager
-def _tenant_lock(tenant: str, *, shared: bool, timeout: float) -> Iterator[None]:
-    lock_path = paths().tenant_dir(tenant) / "warehouse.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    with open(lock_path, "a") as lock:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(lock, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise WarehouseError(f"tenant '{tenant}': warehouse is busy (another process "
-                                         f"held it for more than {timeout:.0f} s)") from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _tenant_lock(tenant: str, *, shared: bool, timeout: float) -> AbstractContextManager[bool]:
+    return file_lock(paths().tenant_dir(tenant) / "warehouse.lock", shared=shared,
+                     timeout=timeout, on_timeout=lambda: WarehouseError(
+                         f"tenant '{tenant}': warehouse is busy (another process held it for "
+                         f"more than {timeout:.0f} s)"))
 
 
 def check_file(tenant: str, path: Path) -> None:

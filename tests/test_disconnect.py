@@ -274,7 +274,7 @@ def _digest(conn, relation: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def demo_copy(built_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("disconnect")
-    with private_demo(built_demo, root) as data:
+    with private_demo(built_demo, root):
         yield "demo"
 
 

@@ -179,7 +179,7 @@ EARLY_WEEK, LATE_WEEK = "2025-W10", "2026-W47"  # before and after the cut
 @pytest.fixture(scope="module")
 def demo_copy(built_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("retention")
-    with private_demo(built_demo, root) as data:
+    with private_demo(built_demo, root):
         yield "demo"
 
 

@@ -342,7 +342,7 @@ class _Days:
 
 
 def _days(shop, variants, n: int) -> _Days:
-    a, first = shop.calendar.as_of, shop.calendar.as_of - n + 1
+    first = shop.calendar.as_of - n + 1
     row = {int(v): i for i, v in enumerate(variants)}
     out = _Days(*(np.zeros((len(variants), n)) for _ in range(4)))
     for m in shop._months_covering(n):
