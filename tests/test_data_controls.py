@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from click.testing import CliRunner
 
-from cleargro_pipeline import backups, warehouse
+from cleargro_pipeline import audit, backups, warehouse
 from cleargro_pipeline.cli import cli
 from cleargro_pipeline.orchestration.runner import dagster_instance
 
@@ -22,6 +22,13 @@ def _fill(tenant: str, n: int) -> None:
     with warehouse.open_warehouse(tenant, purpose="test") as conn:
         conn.execute("create schema if not exists raw_shop")
         conn.execute("create or replace table raw_shop.orders as select range as id from range(?)", [n])
+
+
+def _audited_steps(run_id: str) -> list[tuple]:
+    """(action, tenant, step, outcome, error) of a run's entries in the audit log."""
+    return [(e["action"], e["tenant"], e["detail"]["step"], e["detail"].get("outcome"),
+             e["detail"].get("error")) for e in audit.entries()
+            if e["action"].startswith("job_") and e["detail"]["run_id"] == run_id]
 
 
 def test_cli_backup_list_and_restore(tenant):
@@ -61,6 +68,9 @@ def test_scheduled_backup_asset_and_purge_job(tenant):
     (event,) = result.asset_materializations_for_node("tenant_backup")
     (backup,) = backups.list_backups(tenant)
     assert event.metadata["backup_id"].value == backup.id and backup.reason == "scheduled"
+    assert _audited_steps(result.run_id) == [
+        ("job_started", tenant, "tenant_backup", None, None),
+        ("job_finished", tenant, "tenant_backup", "succeeded", None)]
 
     # The purge job keeps a fresh backup; one 91 days old goes.
     backups.take(tenant, now=datetime.now(timezone.utc) - timedelta(days=91))
@@ -68,6 +78,23 @@ def test_scheduled_backup_asset_and_purge_job(tenant):
     purge = defs.resolve_job_def("purge_expired_copies").execute_in_process(instance=instance)
     assert purge.success
     assert [b.id for b in backups.list_backups(tenant)] == [backup.id]
+    steps = _audited_steps(purge.run_id)
+    assert sorted((action, step) for action, _, step, _, _ in steps) == sorted(
+        (action, step) for action in ("job_started", "job_finished")
+        for step in ("purge_old_backups", "purge_expired_exports", "purge_shopper_exports"))
+    audit.verify()
+
+
+def test_a_failed_data_control_step_is_audited_with_its_error_class(tenant):
+    from cleargro_pipeline.definitions import defs
+
+    result = defs.resolve_job_def("tenant_retention").execute_in_process(
+        instance=dagster_instance(), raise_on_error=False,
+        run_config={"ops": {"apply_retention": {"config": {"tenant": "ghost"}}}})
+    assert not result.success
+    assert _audited_steps(result.run_id) == [
+        ("job_started", "ghost", "apply_retention", None, None),
+        ("job_finished", "ghost", "apply_retention", "failed", "UnknownTenant")]
 
 
 def test_cli_export_prints_the_key_once_and_the_requester_opens_it(tenant, tmp_path):
@@ -106,6 +133,8 @@ def test_deletion_request_sensor_job_and_certificate(tenant, tmp_path):
         instance=instance, run_config=request.run_config, tags=request.tags)
     assert result.success
     assert not tenants.exists(tenant) and _rows("other") == 9
+    assert [(a, o) for a, _, _, o, _ in _audited_steps(result.run_id)] == [
+        ("job_started", None), ("job_finished", "succeeded")]
     assert list(deletion_requests(dg.build_sensor_context(instance=instance))) == []
 
     certificate = deletion.status(tenant).certificate

@@ -1,7 +1,10 @@
 """Customer data controls as Dagster definitions: nightly backups and their 90-day purge,
-export expiry. The work itself lives in `cleargro_pipeline.backups` / `export`; these
-definitions only schedule it and record ids, sizes and hashes (never data) as metadata."""
+export expiry, tenant deletion, shopper privacy requests and retention. The work itself lives
+in `cleargro_pipeline.backups`, `export`, `deletion`, `shoppers` and `retention`; these
+definitions only schedule it, audit each step's start and finish, and record ids, sizes and
+hashes (never data) as metadata."""
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import dagster as dg
@@ -11,13 +14,32 @@ from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions, t
 from cleargro_pipeline.orchestration.translator import OPPORTUNITIES_KEY
 
 
+@contextmanager
+def _audited(context: dg.OpExecutionContext | dg.AssetExecutionContext,
+             tenant: str | None = None) -> Iterator[None]:
+    """A data-control step in the audit log: `job_started`, then `job_finished` with its
+    outcome (the error class on failure, never its message)."""
+    from cleargro_pipeline import audit
+
+    step = {"job": context.job_name, "step": context.op_def.name, "run_id": context.run_id}
+    audit.append("job_started", tenant=tenant, **step)
+    try:
+        yield
+    except BaseException as error:
+        audit.append("job_finished", tenant=tenant, outcome="failed",
+                     error=type(error).__name__, **step)
+        raise
+    audit.append("job_finished", tenant=tenant, outcome="succeeded", **step)
+
+
 @dg.asset(partitions_def=tenant_partitions, deps=[OPPORTUNITIES_KEY], group_name="data_controls",
           description="A backup of the tenant's warehouse after a checkpoint: a byte copy, still "
                       "encrypted with the tenant's data key (data/backups/<tenant>/).")
 def tenant_backup(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from cleargro_pipeline import backups
 
-    backup = backups.take(context.partition_key, reason="scheduled")
+    with _audited(context, context.partition_key):
+        backup = backups.take(context.partition_key, reason="scheduled")
     return dg.MaterializeResult(metadata={
         "backup_id": backup.id, "bytes": dg.MetadataValue.int(backup.size),
         "sha256": backup.sha256, "tables": dg.MetadataValue.int(len(backup.tables))})
@@ -41,7 +63,8 @@ def nightly_backups(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunReq
 def purge_old_backups(context: dg.OpExecutionContext) -> None:
     from cleargro_pipeline import backups
 
-    purged = backups.purge()
+    with _audited(context):
+        purged = backups.purge()
     context.log.info(f"purged {len(purged)} backup(s) older than {backups.RETENTION.days} days")
 
 
@@ -49,7 +72,8 @@ def purge_old_backups(context: dg.OpExecutionContext) -> None:
 def purge_expired_exports(context: dg.OpExecutionContext) -> None:
     from cleargro_pipeline import export
 
-    expired = export.purge_expired()
+    with _audited(context):
+        expired = export.purge_expired()
     context.log.info(f"expired {len(expired)} export(s) older than {export.RETENTION.days} days")
 
 
@@ -57,7 +81,9 @@ def purge_expired_exports(context: dg.OpExecutionContext) -> None:
 def purge_shopper_exports(context: dg.OpExecutionContext) -> None:
     from cleargro_pipeline import shoppers
 
-    context.log.info(f"purged {len(shoppers.purge_expired_exports())} shopper archive(s)")
+    with _audited(context):
+        purged = shoppers.purge_expired_exports()
+    context.log.info(f"purged {len(purged)} shopper archive(s)")
 
 
 @dg.job(description="Retention of copies: backups past 90 days, data exports past 7 days, "
@@ -82,8 +108,9 @@ DELETION_REQUEST_TAG = "cleargro/deletion_request"
 def delete_tenant(context: dg.OpExecutionContext) -> None:
     from cleargro_pipeline import deletion
 
-    certificate = deletion.run(context.op_config["tenant"], instance=context.instance,
-                               current_run_id=context.run_id)
+    with _audited(context, context.op_config["tenant"]):
+        certificate = deletion.run(context.op_config["tenant"], instance=context.instance,
+                                   current_run_id=context.run_id)
     context.log.info(f"deletion certificate {certificate.name}")
 
 
@@ -115,7 +142,8 @@ def deletion_requests(context: dg.SensorEvaluationContext) -> Iterator[dg.RunReq
 def process_privacy_requests(context: dg.OpExecutionContext) -> None:
     from cleargro_pipeline import shoppers
 
-    done = shoppers.process_pending(context.op_config["tenant"])
+    with _audited(context, context.op_config["tenant"]):
+        done = shoppers.process_pending(context.op_config["tenant"])
     context.log.info(f"privacy requests done: {', '.join(done) or 'none'}")
 
 
@@ -148,7 +176,8 @@ def privacy_requests_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.
 def apply_retention(context: dg.OpExecutionContext) -> None:
     from cleargro_pipeline import retention
 
-    r = retention.apply(context.op_config["tenant"])
+    with _audited(context, context.op_config["tenant"]):
+        r = retention.apply(context.op_config["tenant"])
     context.log.info(f"retention cut {r.cutoff.date() if r.cutoff else 'none'}: "
                      f"{sum(r.deleted.values())} raw rows deleted, {sum(r.clamped.values())} "
                      f"history rows moved to the cut, rebuilt={r.rebuilt}, {r.seconds} s")
