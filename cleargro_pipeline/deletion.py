@@ -19,8 +19,11 @@ the audit log (`deletion_step`) and listed in the certificate:
 3. `destroy_keys`: keys.json (the wrapped data and pseudonym keys) is overwritten with random
    bytes, fsynced and unlinked. From that moment every copy of the warehouse, backups
    included, is unreadable: the keys were random, never derived from the master key.
-4. `revoke_credentials`: an optional `revoke(name, value)` hook (an OAuth revoke call at the
-   provider) sees each stored credential, then `secret_store.delete_scope(tenant)`.
+4. `revoke_credentials`: each stored credential goes through `revoke(name, value)` (by
+   default `disconnect.provider_revoker()`: OAuth tokens of GA4 and Google Ads are revoked at
+   Google; a failure stops the run, which retries), then `secret_store.delete_scope(tenant)`.
+   Keys are already destroyed by then: a provider that is down delays the certificate, not
+   the crypto-shredding.
 5. `delete_files`: every inventoried folder and file is removed (files that appeared since
    the inventory are hashed and added first).
 6. `delete_dagster` (with an instance): the tenant's runs with their event logs and compute
@@ -781,18 +784,23 @@ class _Run:
 
 
 def run(tenant: str, *, instance: "dg.DagsterInstance | None" = None, now: datetime | None = None,
-        revoke: Callable[[str, str], None] | None = None,
+        revoke: Callable[[str, str], bool | None] | None = None,
         current_run_id: str | None = None) -> Path:
     """Carry out the tenant's pending deletion request; returns the certificate's path.
 
     `instance`: the Dagster instance whose runs, logs and partition of the tenant go too
     (without it those are left and the certificate says so). `now`: a fixed clock for every
     time recorded (tests). `revoke(name, value)`: called for each stored credential before it
-    is deleted (an OAuth revoke at the provider); raising stops the run, which retries later.
+    is deleted (default: `disconnect.provider_revoker()`, OAuth tokens revoked at Google);
+    raising stops the run, which retries later.
     `current_run_id`: the Dagster run carrying out the deletion, which is kept.
     A completed request returns its certificate; an interrupted one is finished.
     """
     tenants.validate_name(tenant)
+    if revoke is None:
+        from cleargro_pipeline.disconnect import provider_revoker
+
+        revoke = provider_revoker()
     clock = (lambda: _utc(now)) if now is not None else (lambda: _utc())
     with file_lock(_store_dir() / "locks" / f"{tenant}.lock"):
         latest = _latest(tenant)
@@ -830,17 +838,17 @@ def run(tenant: str, *, instance: "dg.DagsterInstance | None" = None, now: datet
             _check_keys_gone(tenant)
 
             names = secret_store.names(tenant)
+            at_provider: list[str] = []
             if names:
                 new = [n for n in names if n not in latest.credentials]
                 if new:  # journalled first: a crash after delete_scope still certifies them
                     attempt.journal("credentials", names=new)
                     latest.credentials.extend(new)
-                if revoke is not None:
-                    for name in names:
-                        revoke(name, secret_store.get(tenant, name, purpose="deletion_revoke"))
+                at_provider = [name for name in names if revoke(
+                    name, secret_store.get(tenant, name, purpose="deletion_revoke"))]
                 secret_store.delete_scope(tenant)
             attempt.step("revoke_credentials", names=sorted(latest.credentials),
-                         provider_revoked=revoke is not None)
+                         revoked_at_provider=sorted(at_provider))
 
             attempt.add_items(_target_items(targets, roots, tenant))  # appeared since inventory
             for target in targets:
@@ -927,7 +935,8 @@ def _certificate_body(state: _State, certifying: dict[str, Any],
              "sha256": i["sha256"]}
             for i in items if i["kind"] == "backup" and not i["path"].endswith(".json")],
         "credentials_revoked": sorted(state.credentials),
-        "credentials_revoked_at_provider": state.steps["revoke_credentials"].get("provider_revoked"),
+        "credentials_revoked_at_provider":
+            state.steps["revoke_credentials"].get("revoked_at_provider", []),
         "external_exports_not_removed": certifying.get("external_exports_kept", []),
         "dagster": None if "skipped" in dagster else {
             "runs_deleted": len(state.run_ids), "run_ids": sorted(state.run_ids),

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from cleargro_pipeline import audit, oauth, secret_store, tenants
 from cleargro_pipeline.errors import CleargroError
@@ -73,6 +74,30 @@ def _revocable(names: list[str]) -> list[str]:
     return sorted((n for n in names if n.endswith(TOKEN_SUFFIXES)),
                   key=lambda n: (TOKEN_SUFFIXES.index(next(s for s in TOKEN_SUFFIXES
                                                             if n.endswith(s))), n))
+
+
+def _is_oauth_token(name: str) -> bool:
+    return name.endswith(TOKEN_SUFFIXES) and any(
+        name.startswith(credential_prefix(source)) for source in OAUTH_SOURCES)
+
+
+def provider_revoker(*, endpoint: str | None = None,
+                     ca_file: str | None = None) -> Callable[[str, str], bool]:
+    """`revoke(name, value)` for tenant deletion: a stored OAuth token of an OAuth source is
+    revoked at the provider (each token once) and True returned; other credentials have
+    nothing to call (False) and are simply deleted. A failure raises `oauth.RevokeFailed`, so
+    the deletion stops and retries."""
+    revoked: set[str] = set()
+
+    def revoke(name: str, value: str) -> bool:
+        if not _is_oauth_token(name):
+            return False
+        if value not in revoked:
+            oauth.revoke(value, endpoint=endpoint or oauth.GOOGLE_REVOKE_ENDPOINT, ca_file=ca_file)
+            revoked.add(value)
+        return True
+
+    return revoke
 
 
 @dataclass

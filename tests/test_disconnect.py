@@ -251,6 +251,31 @@ def test_shop_token_is_deleted_not_revoked_and_the_shop_domain_stays(connected, 
     assert "shop" not in tenants.synced_sources(config)
 
 
+def test_deleting_the_tenant_revokes_its_oauth_tokens_at_the_provider(connected,
+                                                                      revoke_server):
+    """Tenant deletion revokes every OAuth token (GA4, Google Ads) before deleting the
+    credentials; a provider that fails stops the run after the keys are destroyed, and the
+    retry finishes it. The certificate names what was revoked at the provider."""
+    from cleargro_pipeline import deletion
+
+    deletion.request(connected, reason="merchant left", source="cli")
+    revoke_server.status = 503
+    revoker = dc.provider_revoker(endpoint=revoke_server.url)
+    with pytest.raises(oauth.RevokeFailed, match="HTTP 503"):
+        deletion.run(connected, revoke=revoker)
+    assert not (paths().registry / connected / "keys.json").exists()  # shredded already
+    assert "source.ga4.refresh_token" in secret_store.names(connected)  # kept for the retry
+
+    revoke_server.status = None
+    certificate = deletion.verify_certificate(deletion.run(connected, revoke=revoker)).body
+    assert sorted(set(revoke_server.tokens)) == sorted([GA4_TOKEN, ADS_REFRESH, ADS_ACCESS])
+    assert SHOP_TOKEN not in revoke_server.tokens and "dev-token" not in revoke_server.tokens
+    assert certificate["credentials_revoked_at_provider"] == [
+        "source.ga4.refresh_token", "source.google_ads.access_token",
+        "source.google_ads.refresh_token"]
+    assert "CANARY" not in json.dumps(certificate)
+
+
 def test_only_sources_can_be_disconnected(connected):
     with pytest.raises(dc.DisconnectError, match="cannot disconnect 'app'"):
         dc.disconnect(connected, "app")
