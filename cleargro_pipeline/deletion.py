@@ -784,15 +784,16 @@ class _Run:
 
 
 def run(tenant: str, *, instance: "dg.DagsterInstance | None" = None, now: datetime | None = None,
-        revoke: Callable[[str, str], bool | None] | None = None,
+        revoke: Callable[[str, str], str | None] | None = None,
         current_run_id: str | None = None) -> Path:
     """Carry out the tenant's pending deletion request; returns the certificate's path.
 
     `instance`: the Dagster instance whose runs, logs and partition of the tenant go too
     (without it those are left and the certificate says so). `now`: a fixed clock for every
     time recorded (tests). `revoke(name, value)`: called for each stored credential before it
-    is deleted (default: `disconnect.provider_revoker()`, OAuth tokens revoked at Google);
-    raising stops the run, which retries later.
+    is deleted (default: `disconnect.provider_revoker()`, OAuth tokens revoked at Google; a
+    credential it returns a value for counts as revoked at the provider); raising stops the
+    run, which retries later.
     `current_run_id`: the Dagster run carrying out the deletion, which is kept.
     A completed request returns its certificate; an interrupted one is finished.
     """

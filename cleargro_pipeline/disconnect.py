@@ -68,34 +68,34 @@ def credentials(tenant: str, source: str) -> list[str]:
     return [n for n in secret_store.names(tenant) if n.startswith(credential_prefix(source))]
 
 
-def _revocable(names: list[str]) -> list[str]:
-    """OAuth tokens among `names`, refresh tokens first (revoking one at Google ends its
-    access tokens too: those then answer invalid_token, which counts as done)."""
-    return sorted((n for n in names if n.endswith(TOKEN_SUFFIXES)),
-                  key=lambda n: (TOKEN_SUFFIXES.index(next(s for s in TOKEN_SUFFIXES
-                                                            if n.endswith(s))), n))
-
-
 def _is_oauth_token(name: str) -> bool:
     return name.endswith(TOKEN_SUFFIXES) and any(
         name.startswith(credential_prefix(source)) for source in OAUTH_SOURCES)
 
 
-def provider_revoker(*, endpoint: str | None = None,
-                     ca_file: str | None = None) -> Callable[[str, str], bool]:
-    """`revoke(name, value)` for tenant deletion: a stored OAuth token of an OAuth source is
-    revoked at the provider (each token once) and True returned; other credentials have
-    nothing to call (False) and are simply deleted. A failure raises `oauth.RevokeFailed`, so
-    the deletion stops and retries."""
-    revoked: set[str] = set()
+def _revocable(names: list[str]) -> list[str]:
+    """OAuth tokens among `names`, refresh tokens first (revoking one at Google ends its
+    access tokens too: those then answer invalid_token, which counts as done)."""
+    return sorted((n for n in names if _is_oauth_token(n)),
+                  key=lambda n: (TOKEN_SUFFIXES.index(next(s for s in TOKEN_SUFFIXES
+                                                            if n.endswith(s))), n))
 
-    def revoke(name: str, value: str) -> bool:
+
+def provider_revoker(*, endpoint: str | None = None,
+                     ca_file: str | None = None) -> Callable[[str, str], str | None]:
+    """`revoke(name, value)`: a stored OAuth token of an OAuth source is revoked at the
+    provider (each token value once) and the outcome returned (`oauth.REVOKED` or
+    `ALREADY_REVOKED`); other credentials have nothing to call (None). A failure raises
+    `oauth.RevokeFailed`. Used by `disconnect` and by tenant deletion."""
+    outcomes: dict[str, str] = {}  # the same token stored under two names: one call
+
+    def revoke(name: str, value: str) -> str | None:
         if not _is_oauth_token(name):
-            return False
-        if value not in revoked:
-            oauth.revoke(value, endpoint=endpoint or oauth.GOOGLE_REVOKE_ENDPOINT, ca_file=ca_file)
-            revoked.add(value)
-        return True
+            return None
+        if value not in outcomes:
+            outcomes[value] = oauth.revoke(value, endpoint=endpoint or oauth.GOOGLE_REVOKE_ENDPOINT,
+                                           ca_file=ca_file)
+        return outcomes[value]
 
     return revoke
 
@@ -131,20 +131,17 @@ def disconnect(tenant: str, source: str, *, delete_data: bool = False,
 
     # 2. Credentials.
     names = credentials(tenant, source)
-    seen: dict[str, str] = {}  # token value -> outcome (the same token stored twice: one call)
     if source in OAUTH_SOURCES:
-        endpoint = revoke_endpoint or oauth.GOOGLE_REVOKE_ENDPOINT
+        revoke = provider_revoker(endpoint=revoke_endpoint, ca_file=ca_file)
         for name in _revocable(names):
-            token = secret_store.get(tenant, name, purpose=PURPOSE)
-            if token not in seen:
-                try:
-                    seen[token] = oauth.revoke(token, endpoint=endpoint, ca_file=ca_file)
-                except oauth.RevokeFailed as error:
-                    raise DisconnectError(
-                        f"tenant '{tenant}': {source} is no longer synced, but revoking "
-                        f"{name} failed ({error}); the credential is kept: run the disconnect "
-                        "again to retry") from None
-            (report.revoked if seen[token] == oauth.REVOKED else
+            try:
+                outcome = revoke(name, secret_store.get(tenant, name, purpose=PURPOSE))
+            except oauth.RevokeFailed as error:
+                raise DisconnectError(
+                    f"tenant '{tenant}': {source} is no longer synced, but revoking "
+                    f"{name} failed ({error}); the credential is kept: run the disconnect "
+                    "again to retry") from None
+            (report.revoked if outcome == oauth.REVOKED else
              report.already_revoked).append(name)
             secret_store.delete(tenant, name)
             report.deleted_credentials.append(name)
