@@ -187,6 +187,13 @@ def test_deletion_removes_everything_of_one_tenant_and_nothing_of_another(data_d
     assert all((storage / r).exists() for r in globex_runs)
     assert not (storage / "tenant_probe" / "acme").exists()  # I/O-manager output
     assert (storage / "tenant_probe" / "globex").exists()
+    # Not even the tenant's name stays in Dagster's SQLite files (freed pages included).
+    home = Path(instance.root_directory)
+    def holding(name: bytes) -> list[str]:
+        return [str(f.relative_to(home)) for f in home.rglob("*")
+                if f.is_file() and name in f.read_bytes()]
+    assert holding(b"acme") == []
+    assert any(f.endswith(".db") for f in holding(b"globex"))  # the check does see names
 
     # The deleted tenant is gone from every place it lived, and from the registry.
     for gone in (paths().tenant_dir("acme"), data / "exports" / "acme", data / "backups" / "acme",
