@@ -42,7 +42,7 @@ from typing import BinaryIO
 import duckdb
 
 from cleargro_pipeline import audit, tenants, warehouse
-from cleargro_pipeline.durable import fsync_path
+from cleargro_pipeline.durable import fsync_path, write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import TENANT_NAME, paths
 
@@ -198,14 +198,7 @@ def _write_manifest(backup: Backup) -> None:
         "tables": {name: {"rows": t.rows, "checksum": t.checksum}
                    for name, t in backup.tables.items()},
     }
-    target = backup.manifest_path
-    tmp = target.with_name(target.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(body, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    write_atomic(backup.manifest_path, json.dumps(body, indent=2, sort_keys=True).encode())
 
 
 def _read_manifest(tenant: str, manifest: Path) -> Backup:

@@ -59,7 +59,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cleargro_pipeline import audit, keys, secret_store, tenants
-from cleargro_pipeline.durable import fsync_path
+from cleargro_pipeline.durable import fsync_path, write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import paths
@@ -642,10 +642,7 @@ def signing_key() -> Ed25519PrivateKey:
         published = _public_pem(private.public_key())
         target = signing_public_key_path()
         if not target.exists():
-            tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(published)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            write_atomic(target, published, mode=0o644)
         elif target.read_bytes() != published:
             raise DeletionError(f"{target} does not match the sealed signing key; refusing to sign "
                                 "(restore the published key or rotate it deliberately)")
@@ -742,14 +739,7 @@ def _write_certificate(target: Path, body: dict[str, Any], private: Ed25519Priva
                "signature": base64.b64encode(private.sign(_canonical(body))).decode(),
                "public_key": base64.b64encode(public_raw).decode()}
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(_file_bytes(wrapper))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    fsync_path(target.parent)
+    write_atomic(target, _file_bytes(wrapper), mode=0o644)
 
 
 # --- the job ----------------------------------------------------------------------------------

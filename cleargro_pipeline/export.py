@@ -84,7 +84,6 @@ import re
 import secrets
 import stat
 import tarfile
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -96,6 +95,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleargro_pipeline import audit
+from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import TENANT_NAME, paths
@@ -424,19 +424,6 @@ def _open_exclusive(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, readable by the owner only, fsynced."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _tar_info(name: str, size: int, mtime: datetime) -> tarfile.TarInfo:
@@ -498,7 +485,7 @@ def export(tenant: str, out: Path, *, now: datetime | None = None,
               "sha256": digest, "tables": len(entries), "rows": rows}
     folder = registry_dir(tenant)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(folder / f"{export_id}.json", json.dumps(record, indent=2).encode())
+    write_atomic(folder / f"{export_id}.json", json.dumps(record, indent=2).encode())
     audit.append("export_created", tenant=tenant, purpose=PURPOSE, export_id=export_id,
                  tables=len(entries), rows=rows, bytes=size, sha256=digest, path=str(out),
                  expires_at=_iso(expires))

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleargro_pipeline import audit, keys
+from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.settings import TENANT_NAME, paths
@@ -83,14 +84,8 @@ def _load(target: Path) -> dict[str, Any]:
 
 
 def _save(target: Path, secrets: dict[str, Any]) -> None:
-    # Write a 0600 temp file and rename it over the old one: readers never see half a file.
-    tmp = target.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"version": 1, "secrets": secrets}, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    write_atomic(target, json.dumps({"version": 1, "secrets": secrets}, indent=2,
+                                    sort_keys=True).encode())
 
 
 def put(scope: str, name: str, value: str) -> None:

@@ -111,6 +111,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleargro_pipeline import audit, privacy_requests, secret_store, tenants, warehouse
 from cleargro_pipeline import export as ex
+from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import LockTimeout, file_lock
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, TENANT_NAME, paths
@@ -650,9 +651,9 @@ def _export(tenant: str, pseudonym: str, out: Path, *, request_id: str | None,
     if register:
         folder = ex.registry_dir(tenant)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ex._write_private(folder / f"{export_id}.json", json.dumps(record, indent=2).encode())
+        write_atomic(folder / f"{export_id}.json", json.dumps(record, indent=2).encode())
     else:  # a data request's archive: its own record, purged with its key after 30 days
-        ex._write_private(out.with_suffix(".json"), json.dumps(record, indent=2).encode())
+        write_atomic(out.with_suffix(".json"), json.dumps(record, indent=2).encode())
     audit.append("shopper_exported", tenant=tenant, purpose=EXPORT_PURPOSE, request_id=request_id,
                  export_id=export_id, tables=len(entries), rows=rows, bytes=size, sha256=digest,
                  path=str(out), expires_at=ex._iso(expires))

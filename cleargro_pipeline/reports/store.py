@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from cleargro_pipeline import audit
+from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.reports.metrics import relation_exists
 from cleargro_pipeline.reports.periods import ReportError
 from cleargro_pipeline.warehouse import open_warehouse
@@ -129,19 +130,6 @@ def load(tenant: str, period: str) -> tuple[StoredReport, str] | None:
 
 # --- plaintext exports (audited) ---------------------------------------------------------
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write atomically, readable by the owner only."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def chromium() -> str | None:
     configured = os.environ.get(CHROMIUM_ENV)
     if configured:
@@ -184,7 +172,7 @@ def html_to_pdf(html: str, out: Path) -> None:
             raise ReportError(f"Chromium did not print the PDF within {PDF_TIMEOUT_S} s") from None
         if done.returncode != 0 or not pdf.exists() or pdf.stat().st_size == 0:
             raise ReportError(f"Chromium could not print the PDF (exit {done.returncode})")
-        _write_private(out, pdf.read_bytes())
+        write_atomic(out, pdf.read_bytes())
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -199,7 +187,7 @@ def export(tenant: str, stored: StoredReport, html: str, out: Path, fmt: str) ->
     if not out.parent.is_dir():
         raise ReportError(f"folder {out.parent} does not exist")
     if fmt == "html":
-        _write_private(out, html.encode())
+        write_atomic(out, html.encode())
     else:
         html_to_pdf(html, out)
     audit.append("report_export", tenant=tenant, purpose="export", period=stored.period,
