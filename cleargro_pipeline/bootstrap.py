@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cleargro_pipeline import keys, warehouse
+from cleargro_pipeline import warehouse
+from cleargro_pipeline.security import keys
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
 
 DAGSTER_YAML = """\

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from cleargro_pipeline import audit, tenants
+from cleargro_pipeline import tenants
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import paths
 
 DEMO_TENANT = "demo"
@@ -82,7 +83,7 @@ def _register_partitions() -> None:
 def tenants_cancel(name: str, reason: str) -> None:
     """Cancel a tenant: its syncs stop and its deletion is requested (done within 30 days by
     the deletion_requests sensor; `cleargro delete --tenant NAME --now` does it at once)."""
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     requested = deletion.request(name, reason, "registry")
     click.echo(f"tenant '{name}' cancelled; deletion {requested.request_id} {requested.status}")
@@ -97,7 +98,7 @@ def tenants_list() -> None:
 @tenants_group.command(name="show")
 @click.argument("name")
 def tenants_show(name: str) -> None:
-    from cleargro_pipeline import scopes
+    from cleargro_pipeline.controls import scopes
 
     tenant = tenants.get(name)
     click.echo(json.dumps({**tenant.__dict__, "warehouse": str(paths().warehouse(name)),
@@ -146,7 +147,7 @@ def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ..
 
 
 def _configure_scope(name: str, items: tuple[str, ...]) -> None:
-    from cleargro_pipeline import scopes
+    from cleargro_pipeline.controls import scopes
 
     scopes.configure(name, scopes.parse_options(items, tenants.get(name).scopes))
     purged = scopes.purge(name)
@@ -159,7 +160,7 @@ def _configure_scope(name: str, items: tuple[str, ...]) -> None:
 
 
 def _configure_retention(name: str, text: str) -> None:
-    from cleargro_pipeline import retention
+    from cleargro_pipeline.controls import retention
 
     if text.strip().lower() == "all":
         months = None
@@ -175,9 +176,9 @@ def _configure_retention(name: str, text: str) -> None:
 
 
 def _configure_shop_domain(name: str, domain: str) -> None:
-    from cleargro_pipeline import privacy_requests
+    from cleargro_pipeline.privacy import request_log
 
-    domain = privacy_requests.normalise_shop_domain(domain)
+    domain = request_log.normalise_shop_domain(domain)
     tenants.configure_source(name, "shop", {**tenants.get(name).sources.get("shop", {}),
                                             "shop_domain": domain})
     click.echo(f"shop domain = {domain}")
@@ -221,7 +222,7 @@ def secrets_set(scope: str, name: str) -> None:
     """Store a secret read from the terminal (hidden) or stdin: never from the command line,
     which other users and shell history can see. E.g. the SMTP relay's password:
     `cleargro secrets set platform smtp_password < password-file`."""
-    from cleargro_pipeline import secret_store
+    from cleargro_pipeline.security import secret_store
 
     if sys.stdin.isatty():
         value = click.prompt(f"{scope}/{name}", hide_input=True, confirmation_prompt=True)
@@ -237,7 +238,7 @@ def secrets_set(scope: str, name: str) -> None:
 @click.argument("scope")
 def secrets_list(scope: str) -> None:
     """Names only; values are never shown."""
-    from cleargro_pipeline import secret_store
+    from cleargro_pipeline.security import secret_store
 
     for name in secret_store.names(scope):
         click.echo(name)
@@ -254,7 +255,7 @@ def backup_group(ctx: click.Context, tenant: str | None) -> None:
         return
     if not tenant:
         raise click.UsageError("give --tenant T to take a backup, or `backup list --tenant T`")
-    from cleargro_pipeline import backups
+    from cleargro_pipeline.controls import backups
 
     taken = backups.take(tenant)
     click.echo(f"{len(taken.tables)} tables, {taken.size:,} bytes, sha256 {taken.sha256}",
@@ -265,7 +266,7 @@ def backup_group(ctx: click.Context, tenant: str | None) -> None:
 @backup_group.command(name="list")
 @click.option("--tenant", required=True)
 def backup_list(tenant: str) -> None:
-    from cleargro_pipeline import backups
+    from cleargro_pipeline.controls import backups
 
     for b in backups.list_backups(tenant):
         rows = sum(t.rows for t in b.tables.values())
@@ -279,7 +280,7 @@ def backup_list(tenant: str) -> None:
 def restore(tenant: str, backup_id: str) -> None:
     """Restore a backup, verified by row counts and checksums; the replaced warehouse is kept
     as a backup."""
-    from cleargro_pipeline import backups
+    from cleargro_pipeline.controls import backups
 
     report = backups.restore(tenant, backup_id)
     click.echo(f"restored {backup_id}: {report.tables_verified} tables, "
@@ -298,7 +299,7 @@ def restore(tenant: str, backup_id: str) -> None:
 def export_(tenant: str, out: Path) -> None:
     """Every raw table and mart as Parquet with a manifest, in an encrypted archive whose key
     is printed once, here; the archive is deleted after 7 days. Audited."""
-    from cleargro_pipeline import export
+    from cleargro_pipeline.controls import export
 
     result = export.export(tenant, out)
     click.echo(f"wrote {result.path}: {result.tables} tables, {result.rows:,} rows, "
@@ -313,7 +314,7 @@ def export_(tenant: str, out: Path) -> None:
               help="A new folder for the decrypted Parquet files and manifest.")
 def export_open(archive: Path, dest: Path) -> None:
     """Decrypt an export (the requester's side); the key is read hidden or from stdin."""
-    from cleargro_pipeline import export
+    from cleargro_pipeline.controls import export
 
     key = (click.prompt("archive key", hide_input=True) if sys.stdin.isatty()
            else sys.stdin.read().strip())
@@ -331,7 +332,7 @@ def export_open(archive: Path, dest: Path) -> None:
 def delete(tenant: str, reason: str, at_once: bool) -> None:
     """Request a tenant's deletion (recorded durably first; the deletion_requests sensor runs
     the job), or with --now run it here and print the signed certificate's path."""
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     if not at_once and not reason:
         raise click.UsageError("give --reason TEXT (or --now to delete at once)")
@@ -357,7 +358,7 @@ def _plain_instance():  # type: ignore[no-untyped-def]
               help="PEM public key to trust (default: data/certificates/signing_key.pub).")
 def verify_certificate(file: Path, public_key: Path | None) -> None:
     """Check a deletion certificate's Ed25519 signature; fails on any edited byte."""
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     cert = deletion.verify_certificate(file, public_key)
     click.echo(f"valid: tenant '{cert.tenant}', completed {cert.completed_at}, "
@@ -376,7 +377,7 @@ def shopper_group() -> None:
 @click.option("--shopper-id", required=True, help="Shopify customer id (digits or gid://shopify/Customer/N).")
 def shopper_erase(tenant: str, shopper_id: str) -> None:
     """Remove the shopper from every raw and modelled table, rebuild the marts, rewrite the file."""
-    from cleargro_pipeline import shoppers
+    from cleargro_pipeline.privacy import shoppers
 
     report = shoppers.erase(tenant, shopper_id=shopper_id)  # recorded as a privacy request
     click.echo(f"{report.request_id}: {report.summary()}")
@@ -388,9 +389,9 @@ def shopper_erase(tenant: str, shopper_id: str) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def shopper_export(tenant: str, shopper_id: str, out: Path) -> None:
     """Everything held about the shopper, in an encrypted archive; the key is printed once."""
-    from cleargro_pipeline import privacy_requests, shoppers
+    from cleargro_pipeline.privacy import request_log, shoppers
 
-    request = privacy_requests.record(privacy_requests.CUSTOMERS_DATA_REQUEST, tenant,
+    request = request_log.record(request_log.CUSTOMERS_DATA_REQUEST, tenant,
                                       {"customer_id": shopper_id}, source="cli")
     path, key_text = shoppers.export(tenant, pseudonym=request.customer_pseudonym, out=out,
                                      request_id=request.request_id)
@@ -403,7 +404,7 @@ def shopper_export(tenant: str, shopper_id: str, out: Path) -> None:
 @click.option("--request", "request_id", required=True)
 def shopper_fetch_export(tenant: str, request_id: str) -> None:
     """The archive answering a Shopify data request, and its key (shown once)."""
-    from cleargro_pipeline import shoppers
+    from cleargro_pipeline.privacy import shoppers
 
     path, key_text = shoppers.retrieve_export(tenant, request_id)
     click.echo(f"archive: {path}; key (shown once):")
@@ -420,7 +421,7 @@ def shopper_fetch_export(tenant: str, request_id: str) -> None:
 def disconnect_(tenant: str, source: str, delete_data: bool) -> None:
     """Stop syncing a source: revoke its OAuth token, delete its stored credentials and, with
     --delete-data, its raw data and what the marts built from it."""
-    from cleargro_pipeline import disconnect
+    from cleargro_pipeline.controls import disconnect
 
     report = disconnect.disconnect(tenant, source, delete_data=delete_data)
     click.echo(f"{source} disconnected from '{tenant}'"
@@ -441,7 +442,7 @@ def disconnect_(tenant: str, source: str, delete_data: bool) -> None:
 @click.option("--tenant", required=True)
 def retention_(tenant: str) -> None:
     """Apply the tenant's retention window now (the daily retention job does it too)."""
-    from cleargro_pipeline import retention
+    from cleargro_pipeline.controls import retention
 
     report = retention.apply(tenant)
     if report.cutoff is None:
@@ -471,7 +472,7 @@ def webhooks_serve(host: str, port: int) -> None:
     `cleargro tenants configure T --shop-domain NAME.myshopify.com`."""
     import logging
 
-    from cleargro_pipeline import webhooks
+    from cleargro_pipeline.privacy import webhooks
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     webhooks.serve(host, port)
@@ -489,7 +490,7 @@ def alerts_group() -> None:
 def alerts_run(tenant: str) -> None:
     """Evaluate the tenant's alerts and send what is owed (what the Dagster sensors do)."""
     from cleargro_pipeline.alerts import service
-    from cleargro_pipeline.orchestration.runner import dagster_instance
+    from cleargro_pipeline.runner import dagster_instance
 
     outcome = service.run(tenants.get(tenant).name, instance=dagster_instance())
     sent = outcome.dispatch
@@ -553,7 +554,7 @@ def audit_verify() -> None:
 @click.option("--tenant", required=True)
 def run(tenant: str) -> None:
     """Materialize everything for one tenant through the Dagster instance."""
-    from cleargro_pipeline.orchestration.runner import materialize_tenant
+    from cleargro_pipeline.runner import materialize_tenant
 
     tenants.get(tenant)
     summary = materialize_tenant(tenant)
@@ -618,10 +619,11 @@ def import_(tenant: str, directory: Path) -> None:
               show_default=True)
 def demo(size: str) -> None:
     """Create the demo tenant if missing, generate its data and materialize everything."""
-    from cleargro_pipeline import bootstrap, queries
+    from cleargro_pipeline import bootstrap
+    from cleargro_pipeline.warehouse import queries
 
     bootstrap.init()  # before importing the job: it reads the dbt manifest init writes
-    from cleargro_pipeline.orchestration.runner import materialize_tenant
+    from cleargro_pipeline.runner import materialize_tenant
 
     if not tenants.exists(DEMO_TENANT):
         tenants.add(DEMO_TENANT, tenants.demo_sources(size))
@@ -629,7 +631,7 @@ def demo(size: str) -> None:
         raise click.ClickException(
             f"tenant '{DEMO_TENANT}' exists with another demo size; remove data/ to start over")
     from cleargro_pipeline import reports
-    from cleargro_pipeline.orchestration.runner import materialize_report
+    from cleargro_pipeline.runner import materialize_report
 
     started = time.monotonic()
     summary = materialize_tenant(DEMO_TENANT)
@@ -662,7 +664,7 @@ def _print_summary(summary, counts: dict[str, int], elapsed: float) -> None:  # 
 
 def _print_demo_alerts(tenant: str) -> None:
     from cleargro_pipeline.alerts import service
-    from cleargro_pipeline.orchestration.runner import dagster_instance
+    from cleargro_pipeline.runner import dagster_instance
 
     outcome = service.run(tenant, instance=dagster_instance())
     click.echo(f"\nAlerts ({len(outcome.active)} active; send them somewhere with "
@@ -727,7 +729,7 @@ def sql(tenant: str, fmt: str, sql: str) -> None:
     """Run one read-only query against a tenant's warehouse (audited)."""
     import polars as pl
 
-    from cleargro_pipeline import queries
+    from cleargro_pipeline.warehouse import queries
 
     frame = queries.analyst_query(tenant, sql)
     if fmt == "csv":
@@ -744,7 +746,7 @@ def sql(tenant: str, fmt: str, sql: str) -> None:
 @click.option("--canary", "canaries", multiple=True, help="A value that must not be found.")
 def verify_at_rest(canaries: tuple[str, ...]) -> None:
     """Scan data/, DAGSTER_HOME, working and temp folders for plaintext customer values."""
-    from cleargro_pipeline import verify_at_rest as scanner
+    from cleargro_pipeline.security import verify_at_rest as scanner
 
     roots = scanner.default_roots(paths().data, extra=[paths().dagster_home, paths().work])
     findings = scanner.scan(roots, canaries)

@@ -6,18 +6,35 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from cleargro_pipeline.orchestration.alerting import (
-    alert_dispatch, alerts_after_refresh, alerts_on_run_failure)
-from cleargro_pipeline.orchestration.data_controls import (
-    daily_retention, deletion_requests, nightly_backups, privacy_requests_sensor,
-    purge_expired_copies, purge_expired_copies_schedule, shopper_privacy_requests, tenant_backup,
-    tenant_backups, tenant_deletion, tenant_retention)
-from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
-from cleargro_pipeline.orchestration.jobs import daily_tenant_refresh, tenant_refresh
-from cleargro_pipeline.orchestration.reporting import (
-    monthly_report, monthly_report_schedule, monthly_reports, weekly_report,
-    weekly_report_schedule, weekly_reports)
-from cleargro_pipeline.orchestration.transformation import dbt_models, dbt_project
+from cleargro_pipeline.defs.alerting import (
+    alert_dispatch,
+    alerts_after_refresh,
+    alerts_on_run_failure,
+)
+from cleargro_pipeline.defs.data_controls import (
+    daily_retention,
+    deletion_requests,
+    nightly_backups,
+    privacy_requests_sensor,
+    purge_expired_copies,
+    purge_expired_copies_schedule,
+    shopper_privacy_requests,
+    tenant_backup,
+    tenant_backups,
+    tenant_deletion,
+    tenant_retention,
+)
+from cleargro_pipeline.defs.ingestion import RAW_ASSETS
+from cleargro_pipeline.defs.jobs import daily_tenant_refresh, tenant_refresh
+from cleargro_pipeline.defs.reporting import (
+    monthly_report,
+    monthly_report_schedule,
+    monthly_reports,
+    weekly_report,
+    weekly_report_schedule,
+    weekly_reports,
+)
+from cleargro_pipeline.defs.transformation import dbt_models, dbt_project
 
 defs = dg.Definitions(
     assets=[*RAW_ASSETS, dbt_models, weekly_report, monthly_report, tenant_backup],

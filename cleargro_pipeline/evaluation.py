@@ -152,7 +152,7 @@ def run(size: str, keep: Path | None = None) -> tuple[EvalResult, AlertResult]:
         from cleargro_pipeline.demo.truth import incident_days
 
         bootstrap.init()  # parses the dbt project first: the dbt assets read its manifest on import
-        from cleargro_pipeline.orchestration.runner import materialize_tenant
+        from cleargro_pipeline.runner import materialize_tenant
 
         tenant, calm = "eval", "eval-calm"
         for name, incidents in ((tenant, True), (calm, False)):

@@ -181,7 +181,8 @@ def configure_dlt(work_dir: Path) -> None:
 def _load_in_child(tenant: str, plan: Any, systems: tuple[str, ...],
                    work_dir: Path) -> list[LoadReport]:
     configure_dlt(work_dir)
-    from cleargro_pipeline import privacy_requests, warehouse
+    from cleargro_pipeline import warehouse
+    from cleargro_pipeline.privacy import request_log
 
     providers = _providers(plan, systems)  # validates a file drop before anything is loaded
     scope, providers = _in_scope(tenant, plan, providers)  # data scopes (scopes.py)
@@ -189,7 +190,7 @@ def _load_in_child(tenant: str, plan: Any, systems: tuple[str, ...],
     with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
         _clear_stale_work(tenant, keep=work_dir)
         # Read under the writer lock: an erasure that finished while we waited is included.
-        erased = privacy_requests.redacted_pseudonyms(tenant)
+        erased = request_log.redacted_pseudonyms(tenant)
         return [load_system(conn, system, provide, pseudonymise, incremental=incremental,
                             work_dir=work_dir, tenant=tenant, scope=scope, erased=erased)
                 for system, (provide, incremental) in providers.items()]
@@ -200,7 +201,8 @@ def _in_scope(tenant: str, plan: Any, providers: dict[str, Any]) -> tuple[Any, d
     """The tenant's scope, and the providers of the systems it may load: sources out of scope
     never load (file drops included); a disconnected source is not synced (every plan but a
     file drop, which an operator runs on purpose, is a sync)."""
-    from cleargro_pipeline import scopes, tenants
+    from cleargro_pipeline import tenants
+    from cleargro_pipeline.controls import scopes
 
     config = tenants.get(tenant)
     scope = scopes.of(config)
@@ -212,7 +214,7 @@ def _in_scope(tenant: str, plan: Any, providers: dict[str, Any]) -> tuple[Any, d
 
 
 def tenant_pseudonymiser(tenant: str) -> Any:
-    from cleargro_pipeline import keys
+    from cleargro_pipeline.security import keys
     from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
 
     return hmac_pseudonymiser(keys.unwrap_tenant_key(tenant, "pseudonym", "ingest"),

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cleargro_pipeline import audit, keys
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security import audit, keys
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, TENANT_NAME, paths
 
 SOURCE_NAMES = ("shop", "ga4", "google_ads", "app")

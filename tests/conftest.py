@@ -11,7 +11,8 @@ from typing import Iterator
 
 import pytest
 
-from cleargro_pipeline import keys, tenants, warehouse
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.security import keys
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -45,7 +46,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     # Whatever the test did (requests, jobs, key destruction, exports, restores, webhooks),
     # its audit log must still verify: `cleargro audit verify` after the whole suite.
     if request.node.get_closest_marker("audit_tampered") is None:
-        from cleargro_pipeline import audit
+        from cleargro_pipeline.security import audit
 
         log = data / "audit" / "audit.log"
         if log.exists():
@@ -73,14 +74,14 @@ def built_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
         for name, value in env.items():
             patch.setenv(name, value)
         from cleargro_pipeline import bootstrap
-        from cleargro_pipeline.orchestration.runner import materialize_tenant
+        from cleargro_pipeline.runner import materialize_tenant
 
         bootstrap.init()
         tenants.add("demo", {s: {"kind": "demo", "size": "small", "seed": 7}
                              for s in tenants.SOURCE_NAMES})
         materialize_tenant("demo")
     yield env
-    from cleargro_pipeline import audit
+    from cleargro_pipeline.security import audit
 
     audit.verify(data / "audit" / "audit.log")  # after every test that used it
 

@@ -14,15 +14,20 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from delivery_servers import (
+    SmtpServer,
+    WebhookReceiver,
+    make_pki,
+    permissive_client_context,
+    server_context,
+)
 
-from cleargro_pipeline import audit, secret_store, verify_at_rest
 from cleargro_pipeline.alerts import channels, delivery
 from cleargro_pipeline.alerts.channels import Channel, DeliveryFailed, InvalidChannel, SmtpSettings
 from cleargro_pipeline.alerts.model import Alert, alert_id
+from cleargro_pipeline.security import audit, secret_store, verify_at_rest
 from cleargro_pipeline.settings import PROJECT_ROOT, paths
 from cleargro_pipeline.warehouse import open_warehouse
-from delivery_servers import (SmtpServer, WebhookReceiver, make_pki, permissive_client_context,
-                              server_context)
 
 NOW = datetime(2024, 5, 2, 9, 30, tzinfo=timezone.utc)
 SMTP_PASSWORD = "relay-Pa55word-for-tests"

@@ -8,14 +8,15 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from delivery_servers import WebhookReceiver
 
-from cleargro_pipeline import audit, bootstrap, ingest, tenants
+from cleargro_pipeline import bootstrap, ingest, tenants
 from cleargro_pipeline.alerts import service
 from cleargro_pipeline.cli import cli
-from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS_BY_SYSTEM
-from cleargro_pipeline.orchestration.jobs import tenant_run_tags
-from cleargro_pipeline.orchestration.runner import dagster_instance
-from delivery_servers import WebhookReceiver
+from cleargro_pipeline.defs.ingestion import RAW_ASSETS_BY_SYSTEM
+from cleargro_pipeline.defs.jobs import tenant_run_tags
+from cleargro_pipeline.runner import dagster_instance
+from cleargro_pipeline.security import audit
 
 TENANT = "acme"
 
@@ -81,7 +82,7 @@ def test_failed_runs_and_stale_sources_raise_one_alert_each_until_they_clear(acm
 
 
 def test_sensors_deliver_each_alert_once_and_acknowledged_alerts_stay_quiet(acme, monkeypatch):
-    from cleargro_pipeline.orchestration.alerting import alert_dispatch, alerts_on_run_failure
+    from cleargro_pipeline.defs.alerting import alert_dispatch, alerts_on_run_failure
 
     receiver = WebhookReceiver()
     try:

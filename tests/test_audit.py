@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from cleargro_pipeline import audit
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import paths
 
 pytestmark = pytest.mark.audit_tampered  # these tests break the chain on purpose

@@ -12,9 +12,11 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pytest
 
-from cleargro_pipeline import audit, backups, keys, tenants, warehouse
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.controls import backups
+from cleargro_pipeline.security import audit, keys
+from cleargro_pipeline.security.verify_at_rest import scan
 from cleargro_pipeline.settings import paths
-from cleargro_pipeline.verify_at_rest import scan
 
 CANARY = "Quillon Marchbanks 7731"
 NOW = datetime(2026, 11, 29, 12, 5, 1, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cleargro_pipeline import audit
+from cleargro_pipeline.security import audit
 
 CLEARGRO = str(Path(sys.executable).with_name("cleargro"))
 
@@ -83,7 +83,7 @@ def test_audit_verify_command(data_dir):
 
 def test_tenant_insight_settings_reach_dbt_and_are_validated(data_dir):
     from cleargro_pipeline import tenants
-    from cleargro_pipeline.orchestration.transformation import dbt_build_args
+    from cleargro_pipeline.defs.transformation import dbt_build_args
 
     assert cleargro("tenants", "add", "acme").returncode == 0
     changed = cleargro("tenants", "configure", "acme", "--set", "target_roas=3.5",
@@ -109,19 +109,19 @@ def test_tenant_insight_settings_reach_dbt_and_are_validated(data_dir):
 def test_shopper_erase_is_recorded_before_it_runs(data_dir):
     """`shopper erase` leaves a privacy request on record (what later loads keep out), also
     when the tenant holds nothing yet; a malformed id is refused before anything is written."""
-    from cleargro_pipeline import privacy_requests
+    from cleargro_pipeline.privacy import request_log
 
     assert cleargro("tenants", "add", "acme").returncode == 0
     bad = cleargro("shopper", "erase", "--tenant", "acme", "--shopper-id", "not-an-id")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
-    assert privacy_requests.all_requests() == []
+    assert request_log.all_requests() == []
 
     erased = cleargro("shopper", "erase", "--tenant", "acme", "--shopper-id", "6200000025")
     assert erased.returncode == 0, erased.stderr
     request_id, _, summary = erased.stdout.strip().partition(": ")
     assert summary == "the tenant has no warehouse: no data about the shopper was held"
-    request = privacy_requests.get(request_id)
+    request = request_log.get(request_id)
     assert (request.topic, request.source, request.status) == \
-        (privacy_requests.CUSTOMERS_REDACT, "cli", "done")
-    assert privacy_requests.redacted_pseudonyms("acme") == {request.customer_pseudonym}
-    assert "6200000025" not in erased.stdout + privacy_requests.log_file().read_text()
+        (request_log.CUSTOMERS_REDACT, "cli", "done")
+    assert request_log.redacted_pseudonyms("acme") == {request.customer_pseudonym}
+    assert "6200000025" not in erased.stdout + request_log.log_file().read_text()

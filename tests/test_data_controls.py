@@ -8,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from click.testing import CliRunner
 
-from cleargro_pipeline import audit, backups, warehouse
+from cleargro_pipeline import warehouse
 from cleargro_pipeline.cli import cli
-from cleargro_pipeline.orchestration.runner import dagster_instance
+from cleargro_pipeline.controls import backups
+from cleargro_pipeline.runner import dagster_instance
+from cleargro_pipeline.security import audit
 
 
 def _rows(tenant: str) -> int:
@@ -52,7 +54,7 @@ def test_cli_backup_list_and_restore(tenant):
 
 def test_scheduled_backup_asset_and_purge_job(tenant):
     from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.orchestration.data_controls import nightly_backups
+    from cleargro_pipeline.defs.data_controls import nightly_backups
 
     _fill(tenant, 3)
     instance = dagster_instance()
@@ -116,9 +118,10 @@ def test_cli_export_prints_the_key_once_and_the_requester_opens_it(tenant, tmp_p
 
 
 def test_deletion_request_sensor_job_and_certificate(tenant, tmp_path):
-    from cleargro_pipeline import deletion, tenants
+    from cleargro_pipeline import tenants
+    from cleargro_pipeline.controls import deletion
     from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.orchestration.data_controls import deletion_requests
+    from cleargro_pipeline.defs.data_controls import deletion_requests
 
     _fill(tenant, 5)
     tenants.add("other")
@@ -148,8 +151,9 @@ def test_deletion_request_sensor_job_and_certificate(tenant, tmp_path):
 
 
 def test_delete_now_prints_the_certificate_last_and_overdue_requests_alert(tenant):
-    from cleargro_pipeline import deletion, tenants
+    from cleargro_pipeline import tenants
     from cleargro_pipeline.alerts import service
+    from cleargro_pipeline.controls import deletion
 
     tenants.add("late")
     deletion.request("late", "cancelled", "registry",
@@ -166,7 +170,7 @@ def test_delete_now_prints_the_certificate_last_and_overdue_requests_alert(tenan
 
 
 def test_cancelling_a_tenant_requests_its_deletion_and_stops_its_schedules(tenant):
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
     from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 
     cancelled = CliRunner().invoke(cli, ["tenants", "cancel", tenant, "--reason", "closed shop"])
@@ -176,12 +180,12 @@ def test_cancelling_a_tenant_requests_its_deletion_and_stops_its_schedules(tenan
 
 
 def test_privacy_request_sensor_runs_the_job_for_pending_shopper_requests(tenant):
-    from cleargro_pipeline import privacy_requests
     from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.orchestration.data_controls import privacy_requests_sensor
+    from cleargro_pipeline.defs.data_controls import privacy_requests_sensor
+    from cleargro_pipeline.privacy import request_log
 
     _fill(tenant, 4)
-    recorded = privacy_requests.record(privacy_requests.CUSTOMERS_DATA_REQUEST, tenant,
+    recorded = request_log.record(request_log.CUSTOMERS_DATA_REQUEST, tenant,
                                        {"customer_id": "6200000005"}, source="cli")
     instance = dagster_instance()
     (request,) = list(privacy_requests_sensor(dg.build_sensor_context(instance=instance)))
@@ -189,14 +193,14 @@ def test_privacy_request_sensor_runs_the_job_for_pending_shopper_requests(tenant
     result = defs.resolve_job_def("shopper_privacy_requests").execute_in_process(
         instance=instance, run_config=request.run_config, tags=request.tags)
     assert result.success
-    assert privacy_requests.get(recorded.request_id).status == "done"
+    assert request_log.get(recorded.request_id).status == "done"
     assert list(privacy_requests_sensor(dg.build_sensor_context(instance=instance))) == []
 
 
 def test_cli_scope_retention_and_disconnect(tenant):
     import json
 
-    from cleargro_pipeline import secret_store
+    from cleargro_pipeline.security import secret_store
 
     _fill(tenant, 2)
     secret_store.put(tenant, "source.shop.access_token", "shpat-test")

@@ -103,7 +103,7 @@ def test_report_schedules_request_last_period_for_every_tenant(defs, data_dir, s
 
 
 def test_report_periods_map_to_partition_keys():
-    from cleargro_pipeline.orchestration.reporting import iso_week, month_key, week_key
+    from cleargro_pipeline.defs.reporting import iso_week, month_key, week_key
 
     assert week_key("2026-W47") == "2026-11-16" and iso_week("2026-11-16") == "2026-W47"
     assert week_key("2027-W01") == "2027-01-04" and iso_week("2026-12-28") == "2026-W53"

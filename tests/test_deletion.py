@@ -18,9 +18,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cleargro_pipeline import audit, bootstrap, deletion, keys, secret_store, tenants, warehouse
+from cleargro_pipeline import bootstrap, tenants, warehouse
+from cleargro_pipeline.controls import deletion
+from cleargro_pipeline.security import audit, keys, secret_store
+from cleargro_pipeline.security.verify_at_rest import scan
 from cleargro_pipeline.settings import paths
-from cleargro_pipeline.verify_at_rest import scan
 
 CANARIES = {"acme": ["Acme Secret Shop 4242", "jane.doe.4242@example.com"],
             "globex": ["Globex Hidden Store 7777", "hank.scorpio.7777@example.com"]}

@@ -13,13 +13,14 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
 import pytest
 from conftest import private_demo
 from delivery_servers import make_pki, server_context
 
-from cleargro_pipeline import disconnect as dc
-from cleargro_pipeline import ingest, oauth, secret_store, tenants, warehouse
+from cleargro_pipeline import ingest, tenants, warehouse
+from cleargro_pipeline.controls import disconnect as dc
+from cleargro_pipeline.controls import oauth
+from cleargro_pipeline.security import secret_store
 from cleargro_pipeline.settings import paths
 
 GA4_TOKEN = "1//0g-ga4-refresh-CANARY-7f3a9c"
@@ -256,7 +257,7 @@ def test_deleting_the_tenant_revokes_its_oauth_tokens_at_the_provider(connected,
     """Tenant deletion revokes every OAuth token (GA4, Google Ads) before deleting the
     credentials; a provider that fails stops the run after the keys are destroyed, and the
     retry finishes it. The certificate names what was revoked at the provider."""
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     deletion.request(connected, reason="merchant left", source="cli")
     revoke_server.status = 503
@@ -331,8 +332,8 @@ def test_delete_data_drops_the_source_and_its_marts_and_the_tenant_still_builds(
     assert [e for e in _audit() if e["action"] == "source_data_deleted"]
 
     # The whole tenant still builds through Dagster, and its next run loads no GA4 data.
-    from cleargro_pipeline.orchestration.jobs import tenant_selection
-    from cleargro_pipeline.orchestration.runner import materialize_tenant
+    from cleargro_pipeline.defs.jobs import tenant_selection
+    from cleargro_pipeline.runner import materialize_tenant
 
     assert not [k for k in tenant_selection(tenant) if k.path[0] == "raw_ga4"]
     materialize_tenant(tenant)

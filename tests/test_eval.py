@@ -11,11 +11,19 @@ from datetime import date
 
 import pytest
 
-from cleargro_pipeline import keys, tenants
+from cleargro_pipeline import tenants
 from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.demo.truth import PlantedSituation, incident_days
-from cleargro_pipeline.evaluation import (EVAL_BACKTEST_DAYS, Episode, alert_episodes, backtest_days, evaluate,
-                                          evaluate_alerts, raised_opportunities)
+from cleargro_pipeline.evaluation import (
+    EVAL_BACKTEST_DAYS,
+    Episode,
+    alert_episodes,
+    backtest_days,
+    evaluate,
+    evaluate_alerts,
+    raised_opportunities,
+)
+from cleargro_pipeline.security import keys
 
 
 def test_small_demo_meets_the_quality_targets(demo_env):
@@ -51,7 +59,7 @@ def calm_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         from cleargro_pipeline import bootstrap
 
         bootstrap.init()  # before the dbt assets read the manifest
-        from cleargro_pipeline.orchestration.runner import materialize_tenant
+        from cleargro_pipeline.runner import materialize_tenant
 
         tenants.add("calm", {s: {**c, "incidents": False} for s, c in tenants.demo_sources("small").items()})
         tenants.configure_insights("calm", {"alert_backtest_days": str(EVAL_BACKTEST_DAYS)})

@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import private_demo
 
-from cleargro_pipeline import audit, verify_at_rest
-from cleargro_pipeline import export as ex
+from cleargro_pipeline.controls import export as ex
+from cleargro_pipeline.security import audit, verify_at_rest
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.warehouse import ALIAS, open_warehouse
 

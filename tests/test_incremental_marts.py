@@ -13,7 +13,8 @@ from pathlib import Path
 
 from test_cli import cleargro
 
-from cleargro_pipeline import bootstrap, keys, verify_at_rest, warehouse
+from cleargro_pipeline import bootstrap, warehouse
+from cleargro_pipeline.security import keys, verify_at_rest
 from cleargro_pipeline.settings import DBT_PROJECT_DIR
 
 INCREMENTAL = ("fct_orders", "fct_order_lines", "fct_daily_sales", "fct_daily_variant_sales")

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from cleargro_pipeline import audit, keys, tenants
+from cleargro_pipeline import tenants
+from cleargro_pipeline.security import audit, keys
 from cleargro_pipeline.settings import paths
 
 

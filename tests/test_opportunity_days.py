@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date
 
 from cleargro_pipeline import bootstrap, tenants, warehouse
-from cleargro_pipeline.orchestration.runner import materialize_tenant
+from cleargro_pipeline.runner import materialize_tenant
 
 
 def _demo(hold_back_days: int) -> dict:

@@ -16,9 +16,10 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from cleargro_pipeline import bootstrap, ingest, keys, tenants, verify_at_rest, warehouse
+from cleargro_pipeline import bootstrap, ingest, tenants, warehouse
 from cleargro_pipeline.demo.generator import DemoShop
-from cleargro_pipeline.orchestration.runner import RunFailed, materialize_tenant
+from cleargro_pipeline.runner import RunFailed, materialize_tenant
+from cleargro_pipeline.security import keys, verify_at_rest
 from cleargro_pipeline.settings import paths
 
 PRIMARY_KEYS = {
@@ -146,9 +147,9 @@ def test_loader_killed_mid_load_leaves_nothing_and_reruns_clean(demo, canaries, 
 def test_multiprocess_executor_serialises_writers_of_one_tenant(demo):
     # The three loaders start side by side in their own processes; the tenant's lock makes
     # them take turns instead of failing on DuckDB's single-writer file lock.
-    from cleargro_pipeline.orchestration.jobs import tenant_selection
+    from cleargro_pipeline.defs.jobs import tenant_selection
     from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
-    from cleargro_pipeline.orchestration.runner import tenant_refresh_job
+    from cleargro_pipeline.runner import tenant_refresh_job
 
     instance = dg.DagsterInstance.get()
     sync_tenant_partitions(instance)

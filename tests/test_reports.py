@@ -19,9 +19,10 @@ import pytest
 from conftest import private_demo
 from markupsafe import escape
 
-from cleargro_pipeline import audit, reports, verify_at_rest
+from cleargro_pipeline import reports
 from cleargro_pipeline.reports import metrics, periods, render, store
 from cleargro_pipeline.reports.periods import PeriodError
+from cleargro_pipeline.security import audit, verify_at_rest
 from cleargro_pipeline.warehouse import open_warehouse
 
 CHROMIUM = Path(os.environ.get("CLEARGRO_CHROMIUM", "/usr/bin/chromium"))

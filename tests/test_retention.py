@@ -18,7 +18,8 @@ from datetime import date, datetime, timezone
 import pytest
 from conftest import private_demo
 
-from cleargro_pipeline import retention, tenants, warehouse
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.controls import retention
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.tenants import InvalidSetting
 

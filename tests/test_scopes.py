@@ -12,12 +12,14 @@ data purges it.
 from __future__ import annotations
 
 import shutil
+
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from cleargro_pipeline import ingest, retention, scopes, tenants, warehouse
+from cleargro_pipeline import ingest, tenants, warehouse
+from cleargro_pipeline.controls import retention, scopes
 from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.raw import contract_source
 from cleargro_pipeline.tenants import InvalidSetting

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from cleargro_pipeline import audit, secret_store
+from cleargro_pipeline.security import audit, secret_store
 from cleargro_pipeline.settings import paths
 
 VALUE = "s3cr3t-Relay-Passw0rd!"

@@ -23,10 +23,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import private_demo
 
-from cleargro_pipeline import (audit, backups, ingest, keys, privacy_requests, secret_store,
-                               shoppers, verify_at_rest, warehouse)
-from cleargro_pipeline import export as ex
+from cleargro_pipeline import ingest, warehouse
+from cleargro_pipeline.controls import backups
+from cleargro_pipeline.controls import export as ex
 from cleargro_pipeline.demo.catalog import customer_ids
+from cleargro_pipeline.privacy import request_log, shoppers
+from cleargro_pipeline.security import audit, keys, secret_store, verify_at_rest
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources.contract import TABLES
 from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
@@ -132,7 +134,7 @@ def test_pseudonym_columns_cover_every_column_holding_pseudonyms(env):
 
 
 def test_dbt_arguments_are_the_scheduled_runs(env):
-    from cleargro_pipeline.orchestration.transformation import dbt_build_args
+    from cleargro_pipeline.defs.transformation import dbt_build_args
 
     assert shoppers.dbt_build_args(TENANT) == dbt_build_args(TENANT)
     assert {"source:shop.orders+", "source:shop.customers+", "source:app.app_events+"} == \
@@ -355,12 +357,12 @@ def test_nothing_on_disk_names_the_erased_shopper_but_the_request_log(env, erase
     """The at-rest scanner finds the pseudonym under data/ only in the privacy request log,
     the record that the erasure was asked for and done (no dbt or spill leftovers, no
     plaintext DuckDB file)."""
-    request = privacy_requests.get(erased.report.request_id)
+    request = request_log.get(erased.report.request_id)
     assert (request.topic, request.status, request.source) == \
-        (privacy_requests.CUSTOMERS_REDACT, "done", "cli")
+        (request_log.CUSTOMERS_REDACT, "done", "cli")
     assert request.customer_pseudonym == erased.shopper.pseudonym
     found = verify_at_rest.scan([env.data], [erased.shopper.pseudonym])
-    assert {f.path for f in found} == {privacy_requests.log_file()}
+    assert {f.path for f in found} == {request_log.log_file()}
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -418,26 +420,26 @@ def test_export_holds_exactly_what_find_returns(env, picked, erased):
 
 def test_pending_requests_are_processed_end_to_end(env, picked, erased):
     redacted, requested = picked["redacted"], picked["requested"]
-    redact = privacy_requests.record(
-        privacy_requests.CUSTOMERS_REDACT, TENANT,
+    redact = request_log.record(
+        request_log.CUSTOMERS_REDACT, TENANT,
         {"shop_domain": SHOP, "customer_id": redacted.customer_id, "orders_to_redact": [1, 2]},
         webhook_id="wh-redact-1")
-    unknown = privacy_requests.record(  # a shopper this tenant never saw: nothing to erase
-        privacy_requests.CUSTOMERS_REDACT, TENANT, {"shop_domain": SHOP, "customer_id": 17},
+    unknown = request_log.record(  # a shopper this tenant never saw: nothing to erase
+        request_log.CUSTOMERS_REDACT, TENANT, {"shop_domain": SHOP, "customer_id": 17},
         webhook_id="wh-redact-2")
-    data_request = privacy_requests.record(
-        privacy_requests.CUSTOMERS_DATA_REQUEST, TENANT,
+    data_request = request_log.record(
+        request_log.CUSTOMERS_DATA_REQUEST, TENANT,
         {"shop_domain": SHOP, "customer_id": requested.customer_id, "data_request_id": 9001},
         webhook_id="wh-data-1")
     ours = {redact.request_id, unknown.request_id, data_request.request_id}
-    assert {r.request_id for r in privacy_requests.pending()} == ours
+    assert {r.request_id for r in request_log.pending()} == ours
     assert {r.request_id for r in shoppers.due_requests(TENANT)} == ours
 
     erasures_before = len([e for e in audit.entries() if e["action"] == "shopper_erased"])
     done = shoppers.process_pending()
     assert set(done) == ours and len(done) == 3
-    assert privacy_requests.pending() == []
-    assert {privacy_requests.get(i).status for i in ours} == {"done"}
+    assert request_log.pending() == []
+    assert {request_log.get(i).status for i in ours} == {"done"}
     assert shoppers.process_pending() == [] and shoppers.due_requests() == []  # nothing twice
 
     # The two redactions were erased in one batch: one rebuild, one rewrite.
@@ -452,7 +454,7 @@ def test_pending_requests_are_processed_end_to_end(env, picked, erased):
         assert shoppers.holding(conn, [redacted.pseudonym, erased.shopper.pseudonym]) == {}
         assert set(shoppers.find(conn, requested.pseudonym)) == \
             {"raw_shop.customers", "raw_shop.orders", "marts.fct_orders"}
-    assert privacy_requests.redacted_pseudonyms(TENANT) >= {redacted.pseudonym}
+    assert request_log.redacted_pseudonyms(TENANT) >= {redacted.pseudonym}
 
     # The data request's archive waits in data/privacy/exports with its key sealed.
     archive = paths().data / "privacy" / "exports" / f"{data_request.request_id}.cgx"
@@ -509,7 +511,7 @@ def test_a_reimport_does_not_bring_erased_shoppers_back(env, picked, erased, sho
     """A merchant re-sends customers and orders that include shoppers already erased (by the
     CLI, by a processed webhook) and one whose redaction is still pending: none of them is
     loaded, their orders are loaded unlinked, and an unrelated shopper loads as usual."""
-    pending = privacy_requests.record(privacy_requests.CUSTOMERS_REDACT, TENANT,
+    pending = request_log.record(request_log.CUSTOMERS_REDACT, TENANT,
                                       {"shop_domain": SHOP, "customer_id": 6_999_000_001},
                                       webhook_id="wh-redact-pending")
     assert pending.status == "pending"
@@ -551,7 +553,7 @@ def test_restoring_a_backup_from_before_the_erasure_erases_again(env, picked, er
                 {"raw_shop.customers", "raw_shop.orders", "marts.fct_orders"}
     # One batch for every redaction on record: the two above, the pending one and the
     # shopper this tenant never saw (test_pending_requests...).
-    asked = len(privacy_requests.redacted_pseudonyms(TENANT))
+    asked = len(request_log.redacted_pseudonyms(TENANT))
     assert asked == 4
     assert [e["detail"]["batch"] for e in audit.entries()
             if e["action"] == "shopper_erased"][-asked:] == [asked] * asked

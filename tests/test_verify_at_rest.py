@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from cleargro_pipeline import verify_at_rest as var
-from cleargro_pipeline.verify_at_rest import Finding, default_roots, scan
+from cleargro_pipeline.security import verify_at_rest as var
+from cleargro_pipeline.security.verify_at_rest import Finding, default_roots, scan
 
 CANARY = "Acme Secret Shop 4242"
 NOISE = b"lorem ipsum dolor sit amet " * 50

@@ -7,7 +7,8 @@ import shutil
 import duckdb
 import pytest
 
-from cleargro_pipeline import audit, tenants, warehouse
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import paths
 
 
@@ -110,7 +111,8 @@ def test_reader_of_a_tenant_without_warehouse_gets_a_hint(tenant):
 
 
 def test_key_is_not_visible_to_queries_errors_or_audit(filled, tenant):
-    from cleargro_pipeline import keys, queries
+    from cleargro_pipeline.security import keys
+    from cleargro_pipeline.warehouse import queries
     key_hex = keys.unwrap_tenant_key(tenant, "data", "test").hex()
     for catalog in ("duckdb_databases()", "duckdb_settings()"):
         assert key_hex not in str(queries.analyst_query(tenant, f"select * from {catalog}").rows())

@@ -16,8 +16,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from cleargro_pipeline import audit, privacy_requests, secret_store, tenants, webhooks
-from cleargro_pipeline.privacy_requests import CUSTOMERS_DATA_REQUEST, CUSTOMERS_REDACT, SHOP_REDACT
+from cleargro_pipeline import tenants
+from cleargro_pipeline.privacy import request_log, webhooks
+from cleargro_pipeline.privacy.request_log import (
+    CUSTOMERS_DATA_REQUEST,
+    CUSTOMERS_REDACT,
+    SHOP_REDACT,
+)
+from cleargro_pipeline.security import audit, secret_store
 from tests.delivery_servers import free_port
 
 SHOP = "acme.myshopify.com"
@@ -95,14 +101,14 @@ def shop_tenant(tenant: str) -> str:
 
 @pytest.fixture
 def deletions(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
-    """A stand-in for cleargro_pipeline.deletion, whatever state the real one is in."""
+    """A stand-in for cleargro_pipeline.controls.deletion, whatever state the real one is in."""
     calls: list[tuple] = []
 
     def request(tenant: str, reason: str, source: str) -> dict[str, str]:
         calls.append((tenant, reason, source))
         return {"request_id": f"del_{len(calls)}"}
 
-    monkeypatch.setitem(sys.modules, "cleargro_pipeline.deletion",
+    monkeypatch.setitem(sys.modules, "cleargro_pipeline.controls.deletion",
                         types.SimpleNamespace(request=request))
     return calls
 
@@ -115,7 +121,7 @@ def endpoint(app_secret: str, shop_tenant: str, deletions: list) -> Iterator[End
 
 
 def log_bytes() -> bytes:
-    path = privacy_requests.log_file()
+    path = request_log.log_file()
     return path.read_bytes() if path.exists() else b""
 
 
@@ -129,13 +135,13 @@ def actions(name: str) -> list[dict[str, Any]]:
 def test_signed_webhook_is_recorded_without_direct_identifiers(endpoint: Endpoint, topic: str) -> None:
     assert endpoint.deliver(topic, payload(topic), webhook_id=f"wh-{topic.replace('/', '-')}") == 200
 
-    [request] = privacy_requests.all_requests()
+    [request] = request_log.all_requests()
     assert (request.topic, request.tenant, request.source) == (topic, "acme", "shopify_webhook")
     assert request.shop_domain == SHOP and request.webhook_id == f"wh-{topic.replace('/', '-')}"
     stored = log_bytes()
     for identifier in (str(CUSTOMER_ID), EMAIL, PHONE, "email", "phone"):
         assert identifier.encode() not in stored
-    audit_text = privacy_requests.paths().audit_log.read_bytes()
+    audit_text = request_log.paths().audit_log.read_bytes()
     assert str(CUSTOMER_ID).encode() not in audit_text and EMAIL.encode() not in audit_text
     [entry] = actions("privacy_request_recorded")
     assert entry["detail"]["request_id"] == request.request_id and entry["tenant"] == "acme"
@@ -143,11 +149,12 @@ def test_signed_webhook_is_recorded_without_direct_identifiers(endpoint: Endpoin
     if topic == SHOP_REDACT:
         assert request.customer_pseudonym is None and request.status == "handed_off"
         return
-    assert request.status == "pending" and [r.request_id for r in privacy_requests.pending(topic)] \
+    assert request.status == "pending" and [r.request_id for r in request_log.pending(topic)] \
         == [request.request_id]
     # The pseudonym is the warehouse's own: the key to finding the shopper's rows.
-    from cleargro_pipeline.ingest import tenant_pseudonymiser
     import pyarrow as pa
+
+    from cleargro_pipeline.ingest import tenant_pseudonymiser
 
     warehouse_pseudonym = tenant_pseudonymiser("acme")(pa.array([CUSTOMER_ID]))[0].as_py()
     assert request.customer_pseudonym == warehouse_pseudonym
@@ -161,24 +168,24 @@ def test_shop_redact_is_handed_to_the_deletion_queue_once(endpoint: Endpoint, de
     for _ in range(3):  # Shopify's retries of one delivery
         assert endpoint.deliver(SHOP_REDACT, payload(SHOP_REDACT), webhook_id="wh-shop") == 200
     assert deletions == [("acme", "shopify shop/redact", "shopify_shop_redact")]
-    [request] = privacy_requests.all_requests()
+    [request] = request_log.all_requests()
     assert (request.status, request.detail) == ("handed_off", "deletion requested: del_1")
 
 
 def test_shop_redact_without_deletion_module_stays_pending_and_retries(
         app_secret: str, shop_tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "cleargro_pipeline.deletion", None)  # not importable
+    monkeypatch.setitem(sys.modules, "cleargro_pipeline.controls.deletion", None)  # not importable
     server = Endpoint()
     try:
         assert server.deliver(SHOP_REDACT, payload(SHOP_REDACT), webhook_id="wh-shop") == 200
-        [request] = privacy_requests.pending(SHOP_REDACT)
+        [request] = request_log.pending(SHOP_REDACT)
         calls: list[str] = []
-        monkeypatch.setitem(sys.modules, "cleargro_pipeline.deletion", types.SimpleNamespace(
+        monkeypatch.setitem(sys.modules, "cleargro_pipeline.controls.deletion", types.SimpleNamespace(
             request=lambda tenant, reason, source: calls.append(tenant)))
         # Shopify's retry of the same delivery completes the hand-off.
         assert server.deliver(SHOP_REDACT, payload(SHOP_REDACT), webhook_id="wh-shop") == 200
-        assert calls == ["acme"] and privacy_requests.get(request.request_id).status == "handed_off"
-        assert len(privacy_requests.all_requests()) == 1
+        assert calls == ["acme"] and request_log.get(request.request_id).status == "handed_off"
+        assert len(request_log.all_requests()) == 1
     finally:
         server.stop()
 
@@ -189,25 +196,25 @@ def test_unmapped_shop_is_recorded_unmatched_and_answered_200(endpoint: Endpoint
     assert endpoint.deliver(CUSTOMERS_REDACT, payload(CUSTOMERS_REDACT, other), shop=other) == 200
     assert endpoint.deliver(SHOP_REDACT, payload(SHOP_REDACT, other), shop=other) == 200
 
-    requests = privacy_requests.all_requests()
+    requests = request_log.all_requests()
     assert [(r.topic, r.tenant, r.status, r.shop_domain) for r in requests] == [
         (CUSTOMERS_REDACT, None, "unmatched", other), (SHOP_REDACT, None, "unmatched", other)]
     assert requests[0].customer_pseudonym is None  # no tenant key: the id is dropped, not kept
     assert str(CUSTOMER_ID).encode() not in log_bytes()
-    assert privacy_requests.pending() == [] and deletions == []
+    assert request_log.pending() == [] and deletions == []
     assert [e["detail"]["reason"] for e in actions("webhook_unmatched_shop")] == ["no_tenant"] * 2
 
 
 def test_replayed_webhook_id_is_recorded_once(endpoint: Endpoint) -> None:
     body = payload(CUSTOMERS_REDACT)
     assert [endpoint.deliver(CUSTOMERS_REDACT, body, webhook_id="wh-1") for _ in range(3)] == [200] * 3
-    assert len(privacy_requests.all_requests()) == 1
+    assert len(request_log.all_requests()) == 1
     assert log_bytes().count(b'"kind":"request"') == 1
     assert len(actions("privacy_request_duplicate")) == 2
     assert len(actions("key_unwrapped")) == 1  # a retry does not unwrap the tenant's key again
     # Another delivery (another webhook id) is another request.
     assert endpoint.deliver(CUSTOMERS_REDACT, body, webhook_id="wh-2") == 200
-    assert len(privacy_requests.all_requests()) == 2
+    assert len(request_log.all_requests()) == 2
 
 
 # --- refused ----------------------------------------------------------------------------------
@@ -229,7 +236,7 @@ def test_bad_signature_is_401_and_nothing_is_recorded(endpoint: Endpoint, app_se
         "X-Shopify-Topic": CUSTOMERS_REDACT, "X-Shopify-Shop-Domain": SHOP,
         "X-Shopify-Webhook-Id": "wh-x", **({} if header is None else {"X-Shopify-Hmac-Sha256": header})})
     assert status == 401 and len(text) < 64
-    assert privacy_requests.all_requests() == [] and log_bytes() == b""
+    assert request_log.all_requests() == [] and log_bytes() == b""
     [rejected] = actions("webhook_rejected")
     assert set(rejected["detail"]) == {"reason"}
     assert rejected["detail"]["reason"] in {"missing_signature", "bad_signature", "malformed_signature"}
@@ -249,7 +256,7 @@ def test_oversized_body_is_413(endpoint: Endpoint) -> None:
     # ... and a sender that pushes the whole body still gets the answer.
     big = b"{" + b" " * (webhooks.MAX_BODY_BYTES + 10) + b"}"
     assert endpoint.deliver(CUSTOMERS_REDACT, big) == 413
-    assert privacy_requests.all_requests() == []
+    assert request_log.all_requests() == []
 
 
 def test_method_path_and_body_checks(endpoint: Endpoint) -> None:
@@ -274,7 +281,7 @@ def test_method_path_and_body_checks(endpoint: Endpoint) -> None:
     # Neither is a body whose shop differs from the shop header.
     assert endpoint.deliver(CUSTOMERS_REDACT, payload(CUSTOMERS_REDACT),
                             shop="other.myshopify.com") == 400
-    assert privacy_requests.all_requests() == []
+    assert request_log.all_requests() == []
     assert {e["detail"]["reason"] for e in actions("webhook_rejected")} == {
         "invalid_json", "invalid_payload", "unknown_topic", "shop_domain_mismatch"}
 
@@ -293,7 +300,7 @@ def test_request_is_on_disk_when_200_arrives_and_survives_a_restart(
     monkeypatch.setattr(os, "fsync", fsync)
     assert endpoint.deliver(CUSTOMERS_DATA_REQUEST, payload(CUSTOMERS_DATA_REQUEST),
                             webhook_id="wh-durable") == 200
-    log = privacy_requests.log_file()
+    log = request_log.log_file()
     assert str(log) in synced and str(log.parent) in synced  # the line and the new file's entry
     [line] = [json.loads(x) for x in log.read_bytes().splitlines()]
     assert (line["webhook_id"], line["status"]) == ("wh-durable", "pending")
@@ -302,12 +309,12 @@ def test_request_is_on_disk_when_200_arrives_and_survives_a_restart(
     endpoint.stop()
     restarted = Endpoint()
     try:
-        [request] = privacy_requests.pending(CUSTOMERS_DATA_REQUEST)
+        [request] = request_log.pending(CUSTOMERS_DATA_REQUEST)
         assert request.webhook_id == "wh-durable"
         # The restarted server still knows the delivery: Shopify's retry is not a new request.
         assert restarted.deliver(CUSTOMERS_DATA_REQUEST, payload(CUSTOMERS_DATA_REQUEST),
                                  webhook_id="wh-durable") == 200
-        assert len(privacy_requests.all_requests()) == 1
+        assert len(request_log.all_requests()) == 1
     finally:
         restarted.stop()
     endpoint.stop = lambda: None  # type: ignore[method-assign]  # already stopped
@@ -315,7 +322,7 @@ def test_request_is_on_disk_when_200_arrives_and_survives_a_restart(
 
 def test_no_200_unless_the_request_reached_the_disk(endpoint: Endpoint,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    real_fsync, log = os.fsync, privacy_requests.log_file()
+    real_fsync, log = os.fsync, request_log.log_file()
 
     def failing_fsync(fd: int) -> None:
         if os.readlink(f"/proc/self/fd/{fd}") == str(log):
@@ -335,7 +342,7 @@ def test_no_200_unless_the_request_reached_the_disk(endpoint: Endpoint,
     # before the 200.
     assert endpoint.deliver(CUSTOMERS_REDACT, payload(CUSTOMERS_REDACT), webhook_id="wh-io") == 200
     assert str(log) in synced
-    assert len(privacy_requests.all_requests()) == 1
+    assert len(request_log.all_requests()) == 1
 
 
 # --- the secret, logs, audit ------------------------------------------------------------------
@@ -365,42 +372,42 @@ def test_bodies_never_reach_the_log(endpoint: Endpoint, caplog: pytest.LogCaptur
 # --- the store, as the CLI uses it ------------------------------------------------------------
 
 def test_store_api_for_cli_requests(shop_tenant: str) -> None:
-    with pytest.raises(privacy_requests.PrivacyRequestError, match="email"):
-        privacy_requests.record(CUSTOMERS_REDACT, "acme", {"customer_id": 5, "email": EMAIL})
+    with pytest.raises(request_log.PrivacyRequestError, match="email"):
+        request_log.record(CUSTOMERS_REDACT, "acme", {"customer_id": 5, "email": EMAIL})
     with pytest.raises(tenants.UnknownTenant):
-        privacy_requests.record(CUSTOMERS_REDACT, "nobody", {"customer_id": 5})
-    erase = privacy_requests.record(CUSTOMERS_REDACT, "acme",
+        request_log.record(CUSTOMERS_REDACT, "nobody", {"customer_id": 5})
+    erase = request_log.record(CUSTOMERS_REDACT, "acme",
                                     {"customer_id": "gid://shopify/Customer/5"})
-    export = privacy_requests.record(CUSTOMERS_DATA_REQUEST, "acme", {"customer_id": 5})
+    export = request_log.record(CUSTOMERS_DATA_REQUEST, "acme", {"customer_id": 5})
     assert erase.source == "cli" and erase.webhook_id is None
-    pseudonym = privacy_requests.shopper_pseudonym("acme", 5)
+    pseudonym = request_log.shopper_pseudonym("acme", 5)
     assert erase.customer_pseudonym == export.customer_pseudonym == pseudonym
-    assert [r.request_id for r in privacy_requests.pending()] == [erase.request_id, export.request_id]
+    assert [r.request_id for r in request_log.pending()] == [erase.request_id, export.request_id]
 
-    privacy_requests.mark(erase.request_id, "in_progress")
-    done = privacy_requests.mark(erase.request_id, "done", "rows removed: 3")
-    assert privacy_requests.get(erase.request_id) == done and done.status == "done"
-    assert [r.request_id for r in privacy_requests.pending()] == [export.request_id]
-    with pytest.raises(privacy_requests.PrivacyRequestError):
-        privacy_requests.mark(erase.request_id, "finished")
-    with pytest.raises(privacy_requests.UnknownPrivacyRequest):
-        privacy_requests.get("pr_missing")
+    request_log.mark(erase.request_id, "in_progress")
+    done = request_log.mark(erase.request_id, "done", "rows removed: 3")
+    assert request_log.get(erase.request_id) == done and done.status == "done"
+    assert [r.request_id for r in request_log.pending()] == [export.request_id]
+    with pytest.raises(request_log.PrivacyRequestError):
+        request_log.mark(erase.request_id, "finished")
+    with pytest.raises(request_log.UnknownPrivacyRequest):
+        request_log.get("pr_missing")
     # Append-only: two requests and two status lines.
     kinds = [json.loads(x)["kind"] for x in log_bytes().splitlines()]
     assert kinds == ["request", "request", "status", "status"]
 
 
 def test_shop_domain_registry(tenant: str) -> None:
-    assert privacy_requests.tenant_for_shop(SHOP) is None
+    assert request_log.tenant_for_shop(SHOP) is None
     tenants.configure_source(tenant, "shop", {"kind": "demo", "shop_domain": "ACME.myshopify.com"})
-    assert privacy_requests.tenant_for_shop(" acme.myshopify.com") == "acme"
+    assert request_log.tenant_for_shop(" acme.myshopify.com") == "acme"
     tenants.add("acme2", {"shop": {"kind": "demo", "shop_domain": SHOP}})
-    with pytest.raises(privacy_requests.AmbiguousShopDomain):
-        privacy_requests.tenant_for_shop(SHOP)
+    with pytest.raises(request_log.AmbiguousShopDomain):
+        request_log.tenant_for_shop(SHOP)
 
 
 def test_shop_redact_reaches_the_real_deletion_queue(app_secret: str, shop_tenant: str) -> None:
-    deletion = pytest.importorskip("cleargro_pipeline.deletion")
+    deletion = pytest.importorskip("cleargro_pipeline.controls.deletion")
     server = Endpoint()
     try:
         assert server.deliver(SHOP_REDACT, payload(SHOP_REDACT), webhook_id="wh-real") == 200
@@ -409,7 +416,7 @@ def test_shop_redact_reaches_the_real_deletion_queue(app_secret: str, shop_tenan
         server.stop()
     queued = deletion.status("acme")
     assert (queued.tenant, queued.source) == ("acme", "shopify_shop_redact")
-    [request] = privacy_requests.all_requests()
+    [request] = request_log.all_requests()
     assert (request.status, request.detail) == ("handed_off", f"deletion requested: {queued.request_id}")
 
 
@@ -417,14 +424,14 @@ def test_cli_sets_the_shop_domain_without_syncing_the_shop(data_dir):
     from click.testing import CliRunner
 
     from cleargro_pipeline.cli import cli
-    from cleargro_pipeline.orchestration.jobs import tenant_selection
-    from cleargro_pipeline.orchestration.transformation import dbt_models
+    from cleargro_pipeline.defs.jobs import tenant_selection
+    from cleargro_pipeline.defs.transformation import dbt_models
 
     tenants.add("filedrop")  # fed by `cleargro import`: no synced source
     result = CliRunner().invoke(cli, ["tenants", "configure", "filedrop",
                                       "--shop-domain", "FileDrop.myshopify.com"])
     assert result.exit_code == 0, result.output
-    assert privacy_requests.tenant_for_shop("filedrop.myshopify.com") == "filedrop"
+    assert request_log.tenant_for_shop("filedrop.myshopify.com") == "filedrop"
     assert tenants.synced_sources(tenants.get("filedrop")) == {}
     assert set(tenant_selection("filedrop")) == set(dbt_models.keys)
     bad = CliRunner().invoke(cli, ["tenants", "configure", "filedrop", "--shop-domain", "evil.com"])

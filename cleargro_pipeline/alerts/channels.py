@@ -24,9 +24,9 @@ from email.utils import formatdate
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from cleargro_pipeline import secret_store
 from cleargro_pipeline.alerts.model import SEVERITIES, Alert, format_value, severity_rank
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security import secret_store
 
 KINDS = ("webhook", "email")
 TIMEOUT_S = 10.0

@@ -34,10 +34,9 @@ from typing import Any, Iterable
 
 import duckdb
 
-from cleargro_pipeline import audit
-from cleargro_pipeline.alerts.channels import (Channel, DeliveryFailed, SmtpSettings, as_float,
-                                                send)
+from cleargro_pipeline.alerts.channels import Channel, DeliveryFailed, SmtpSettings, as_float, send
 from cleargro_pipeline.alerts.model import Alert
+from cleargro_pipeline.security import audit
 
 BACKOFF_BASE_S = 60
 BACKOFF_CAP_S = 3600

@@ -34,7 +34,7 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
     without new rows (a quiet source is not a stale one). A source never synced counts from
     the day the tenant was registered.
     """
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     if deletion.is_deleting(tenant):
         return []  # its syncs are stopped on purpose
@@ -59,7 +59,7 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
 
 
 def _last_sync(instance: dg.DagsterInstance, tenant: str, system: str) -> datetime | None:
-    from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS_BY_SYSTEM
+    from cleargro_pipeline.defs.ingestion import RAW_ASSETS_BY_SYSTEM
 
     key = next(iter(RAW_ASSETS_BY_SYSTEM[system].keys))
     records = instance.fetch_materializations(
@@ -114,7 +114,7 @@ def _root_class(error: Any) -> str:
 def overdue_deletion(tenant: str, now: datetime) -> list[Detection]:
     """`deletion_overdue` while the tenant's deletion request is not completed 25 days after it
     was made (the policy promises 30)."""
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     found = []
     for late in deletion.overdue(now):

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable
 
-from cleargro_pipeline import secret_store, tenants
+from cleargro_pipeline import tenants
 from cleargro_pipeline.alerts.channels import Channel, InvalidChannel
 from cleargro_pipeline.alerts.model import severity_rank
+from cleargro_pipeline.security import secret_store
 
 
 def _secret_name(channel_id: str) -> str:

@@ -12,11 +12,12 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from cleargro_pipeline import audit, warehouse
+from cleargro_pipeline import warehouse
 from cleargro_pipeline.alerts import delivery, platform, routing, store
 from cleargro_pipeline.alerts.channels import SmtpSettings
 from cleargro_pipeline.alerts.model import BUSINESS_TYPES, PLATFORM_TYPES, Alert
 from cleargro_pipeline.alerts.store import Detection
+from cleargro_pipeline.security import audit
 
 _DETECTION_COLUMNS = ("alert_type", "severity", "entity_type", "entity_id", "metric",
                       "observed", "expected", "episode_start", "for_date", "message")

@@ -1,2 +1,1 @@
-"""Dagster definitions: one small module per concern (partitions, translator, ingestion,
-transformation, jobs). Nothing here reads secrets or touches data at import time."""
+"""Dagster helpers that are not definitions: the tenant partitions and the one translator of asset keys and groups."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from cleargro_pipeline import deletion, tenants
+from cleargro_pipeline import tenants
+from cleargro_pipeline.controls import deletion
 
 tenant_partitions = dg.DynamicPartitionsDefinition(name="tenants")
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import duckdb
 
-from cleargro_pipeline import audit
 from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.reports.metrics import relation_exists
 from cleargro_pipeline.reports.periods import ReportError
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.warehouse import open_warehouse
 
 SCHEMA, TABLE = "reports", "documents"

@@ -22,10 +22,11 @@ from typing import Iterator
 
 import duckdb
 
-from cleargro_pipeline import keys, tenants
+from cleargro_pipeline import tenants
 from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
+from cleargro_pipeline.security import keys
 from cleargro_pipeline.settings import paths
 
 ALIAS = "wh"

@@ -94,10 +94,10 @@ import pyarrow.parquet as pq
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cleargro_pipeline import audit
 from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import TENANT_NAME, paths
 from cleargro_pipeline.warehouse import ALIAS, open_warehouse
 

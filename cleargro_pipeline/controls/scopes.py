@@ -34,7 +34,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from cleargro_pipeline import audit, tenants
+from cleargro_pipeline import tenants
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.contract import RawTable
 from cleargro_pipeline.tenants import InvalidSetting, Tenant
@@ -323,7 +324,8 @@ def purge(name: str, *, rebuild: bool = True) -> PurgeReport:
     anew and synced from where its cursor stood (a file drop can bring its older history)."""
     import time
 
-    from cleargro_pipeline import retention, warehouse
+    from cleargro_pipeline import warehouse
+    from cleargro_pipeline.controls import retention
 
     started = time.monotonic()
     report = PurgeReport(name)

@@ -19,8 +19,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cleargro_pipeline import audit
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import paths
 
 KEY_KINDS = ("data", "pseudonym")

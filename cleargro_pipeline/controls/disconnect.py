@@ -38,8 +38,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cleargro_pipeline import audit, oauth, secret_store, tenants
+from cleargro_pipeline import tenants
+from cleargro_pipeline.controls import oauth
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security import audit, secret_store
 
 DISCONNECTABLE = ("shop", "ga4", "google_ads")
 OAUTH_SOURCES = ("ga4", "google_ads")
@@ -169,7 +171,8 @@ def disconnect(tenant: str, source: str, *, delete_data: bool = False,
 def delete_source_data(tenant: str, source: str) -> tuple[list[str], bool, int | None]:
     """Drop the source's raw schemas (and the snapshots copying them), rebuild what depends
     on it, rewrite the file. Returns (dropped, rebuilt, new file size)."""
-    from cleargro_pipeline import retention, warehouse
+    from cleargro_pipeline import warehouse
+    from cleargro_pipeline.controls import retention
     from cleargro_pipeline.settings import paths
 
     if not paths().warehouse(tenant).exists():

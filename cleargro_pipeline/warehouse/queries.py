@@ -6,7 +6,8 @@ import hashlib
 
 import polars as pl
 
-from cleargro_pipeline import audit, warehouse
+from cleargro_pipeline import warehouse
+from cleargro_pipeline.security import audit
 
 
 def table_row_counts(tenant: str) -> dict[str, int]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from cleargro_pipeline import bootstrap
+from cleargro_pipeline.defs.jobs import tenant_run_tags, tenant_selection
 from cleargro_pipeline.errors import CleargroError
-from cleargro_pipeline.orchestration.jobs import tenant_run_tags, tenant_selection
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 
 
@@ -47,7 +47,7 @@ def materialize_tenant(tenant: str) -> RunSummary:
 def materialize_report(tenant: str, period: str) -> RunSummary:
     """Render and store one report (`2026-W47` or `2026-11`) as a run of its report job."""
     from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.orchestration import reporting
+    from cleargro_pipeline.defs import reporting
 
     instance = dagster_instance()
     weekly = "-W" in period

@@ -5,9 +5,9 @@ from typing import Iterator
 import dagster as dg
 
 from cleargro_pipeline import ingest, tenants
-from cleargro_pipeline.orchestration.ingestion import RAW_ASSETS
+from cleargro_pipeline.defs.ingestion import RAW_ASSETS
+from cleargro_pipeline.defs.transformation import dbt_models
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
-from cleargro_pipeline.orchestration.transformation import dbt_models
 
 TENANT_TAG = "cleargro/tenant"
 

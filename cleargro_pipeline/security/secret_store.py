@@ -23,10 +23,10 @@ from typing import Any, Iterator
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cleargro_pipeline import audit, keys
 from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
+from cleargro_pipeline.security import audit, keys
 from cleargro_pipeline.settings import TENANT_NAME, paths
 
 PLATFORM = "platform"

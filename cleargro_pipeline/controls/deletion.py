@@ -58,10 +58,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from cleargro_pipeline import audit, keys, secret_store, tenants
+from cleargro_pipeline import tenants
 from cleargro_pipeline.durable import fsync_path, write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
+from cleargro_pipeline.security import audit, keys, secret_store
 from cleargro_pipeline.settings import paths
 
 if TYPE_CHECKING:
@@ -789,7 +790,7 @@ def run(tenant: str, *, instance: "dg.DagsterInstance | None" = None, now: datet
     """
     tenants.validate_name(tenant)
     if revoke is None:
-        from cleargro_pipeline.disconnect import provider_revoker
+        from cleargro_pipeline.controls.disconnect import provider_revoker
 
         revoke = provider_revoker()
     clock = (lambda: _utc(now)) if now is not None else (lambda: _utc())

@@ -8,7 +8,7 @@ Every request is checked in this order, and answered as soon as one check fails:
    secret, compared with `hmac.compare_digest` before the body is parsed: 401 when missing
    or wrong, with a `webhook_rejected` audit entry (the reason only);
 3. topic known, body a JSON object of that topic's shape, shop domain consistent (400);
-4. the request is written to the privacy-request log and fsynced (`privacy_requests.record`),
+4. the request is written to the privacy-request log and fsynced (`request_log.record`),
    then answered 200. A shop no tenant claims is recorded as "unmatched" and answered 200 too
    (nothing of it is held; Shopify would otherwise retry it for hours). A `shop/redact` of a
    known tenant is then handed to the tenant deletion queue (`deletion.request`).
@@ -34,11 +34,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from cleargro_pipeline import audit, privacy_requests
 from cleargro_pipeline.errors import CleargroError
-from cleargro_pipeline.privacy_requests import (CUSTOMERS_DATA_REQUEST, CUSTOMERS_REDACT,
-                                                SHOP_REDACT, TOPICS, PrivacyRequest,
-                                                PrivacyRequestError)
+from cleargro_pipeline.privacy import request_log
+from cleargro_pipeline.privacy.request_log import (
+    CUSTOMERS_DATA_REQUEST,
+    CUSTOMERS_REDACT,
+    SHOP_REDACT,
+    TOPICS,
+    PrivacyRequest,
+    PrivacyRequestError,
+)
+from cleargro_pipeline.security import audit
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +72,7 @@ class _Reject(Exception):
 
 
 def platform_secret() -> str:
-    from cleargro_pipeline import secret_store
+    from cleargro_pipeline.security import secret_store
 
     return secret_store.get(secret_store.PLATFORM, SECRET_NAME, purpose="webhook_verify")
 
@@ -92,7 +98,7 @@ def verify(secret: bytes, body: bytes, header: str | None) -> str | None:
 # --- payloads ---------------------------------------------------------------------------------
 
 def minimal_payload(topic: str, body: Any) -> dict[str, Any]:
-    """What `privacy_requests.record` needs from a verified body, its shape checked by topic.
+    """What `request_log.record` needs from a verified body, its shape checked by topic.
 
     Email and phone are never read. The shape check binds the (unsigned) topic header to the
     (signed) body: a data request's body replayed under `shop/redact` or `customers/redact`
@@ -230,14 +236,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(400, "invalid_json", "invalid json") from None
         try:
             minimal = minimal_payload(topic, payload)
-            shop_domain = privacy_requests.normalise_shop_domain(minimal["shop_domain"])
+            shop_domain = request_log.normalise_shop_domain(minimal["shop_domain"])
         except PrivacyRequestError:
             raise _Reject(400, "invalid_payload", "invalid payload") from None
         header_shop = self.headers.get(SHOP_HEADER)
         if header_shop is not None and header_shop.strip().lower() != shop_domain:
             raise _Reject(400, "shop_domain_mismatch", "shop domain mismatch")
         webhook_id = (self.headers.get(WEBHOOK_ID_HEADER) or "").strip() or None
-        if webhook_id is not None and not privacy_requests.WEBHOOK_ID.match(webhook_id):
+        if webhook_id is not None and not request_log.WEBHOOK_ID.match(webhook_id):
             raise _Reject(400, "invalid_webhook_id", "invalid webhook id")
 
         request = self._record(topic, shop_domain, minimal, webhook_id)
@@ -248,14 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self, topic: str, shop_domain: str, minimal: dict[str, Any],
                 webhook_id: str | None) -> PrivacyRequest:
         try:
-            tenant, why = privacy_requests.tenant_for_shop(shop_domain), "no_tenant"
-        except privacy_requests.AmbiguousShopDomain:
+            tenant, why = request_log.tenant_for_shop(shop_domain), "no_tenant"
+        except request_log.AmbiguousShopDomain:
             tenant, why = None, "ambiguous"
         try:
             if tenant is not None:
-                return privacy_requests.record(topic, tenant, minimal, webhook_id,
+                return request_log.record(topic, tenant, minimal, webhook_id,
                                                source="shopify_webhook")
-            request = privacy_requests.record(
+            request = request_log.record(
                 topic, None, minimal, webhook_id, source="shopify_webhook", status="unmatched",
                 detail="shop domain claimed by " + ("several tenants" if why == "ambiguous"
                                                     else "no tenant"))
@@ -270,12 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Queue the tenant's deletion; the privacy request stays pending if that fails, and a
         retry of the same webhook (or a sweep of `pending("shop/redact")`) tries again."""
         with self.server.handoff_lock:
-            if privacy_requests.get(request.request_id).status != privacy_requests.PENDING:
+            if request_log.get(request.request_id).status != request_log.PENDING:
                 return  # already handed off (a retry of a delivery that succeeded)
             try:
-                deletion = importlib.import_module("cleargro_pipeline.deletion")
+                deletion = importlib.import_module("cleargro_pipeline.controls.deletion")
             except ModuleNotFoundError as exc:
-                if exc.name != "cleargro_pipeline.deletion":
+                if exc.name != "cleargro_pipeline.controls.deletion":
                     raise
                 logger.warning("privacy webhooks: no deletion module; shop/redact %s stays pending",
                                request.request_id)
@@ -287,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
                 logger.error("privacy webhooks: deletion request for %s failed (%s); it stays "
                              "pending", request.request_id, type(exc).__name__)
                 return
-            privacy_requests.mark(request.request_id, "handed_off", _handoff_detail(result))
+            request_log.mark(request.request_id, "handed_off", _handoff_detail(result))
 
     # -- I/O --
     def _read_body(self) -> bytes:

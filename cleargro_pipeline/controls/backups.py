@@ -41,9 +41,10 @@ from typing import BinaryIO
 
 import duckdb
 
-from cleargro_pipeline import audit, tenants, warehouse
+from cleargro_pipeline import tenants, warehouse
 from cleargro_pipeline.durable import fsync_path, write_atomic
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import TENANT_NAME, paths
 
 RETENTION = timedelta(days=90)
@@ -382,7 +383,7 @@ def restore(tenant: str, backup_id: str, *, now: datetime | None = None,
                  rows=backup.rows, size=backup.size, checksums_compared=checksums_compared,
                  pre_restore_backup=safety.id if safety else None)
     # A backup older than a shopper's erasure still holds that shopper: erase them again.
-    from cleargro_pipeline import shoppers
+    from cleargro_pipeline.privacy import shoppers
 
     shoppers.reapply_erasures(tenant)
     return RestoreReport(tenant=tenant, backup_id=backup_id, tables_verified=len(backup.tables),

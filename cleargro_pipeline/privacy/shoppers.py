@@ -2,7 +2,7 @@
 
 Shopify's `customers/data_request` and `customers/redact` (and `cleargro shopper export|erase`)
 concern one shopper of one tenant. The warehouse never holds the Shopify customer id, only its
-keyed pseudonym (`privacy_requests.shopper_pseudonym`); everything here works on that.
+keyed pseudonym (`request_log.shopper_pseudonym`); everything here works on that.
 
 Where a shopper's data lives
 ----------------------------
@@ -58,7 +58,7 @@ What an erasure does not reach: backups (byte copies under the tenant key, delet
 days; `reapply_erasures` re-erases every requested redaction after a restore), whole-tenant
 exports already handed out (7 days), and the privacy request log itself, which keeps the
 pseudonym as the record that the request was made and carried out, and as the list
-(`privacy_requests.redacted_pseudonyms`) every later load drops (`minimise.suppress_erased`),
+(`request_log.redacted_pseudonyms`) every later load drops (`minimise.suppress_erased`),
 so a re-sync or a re-imported file cannot bring the shopper back. Nor dlt's loader
 state (`_dlt_pipeline_state`, compressed): for deduplication it keeps a truncated hash of the
 primary key of the rows at each table's last cursor value, so for `raw_shop.customers` a hash
@@ -109,11 +109,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cleargro_pipeline import audit, privacy_requests, secret_store, tenants, warehouse
-from cleargro_pipeline import export as ex
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.controls import export as ex
 from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import LockTimeout, file_lock
+from cleargro_pipeline.privacy import request_log
+from cleargro_pipeline.security import audit, secret_store
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, TENANT_NAME, paths
 from cleargro_pipeline.sources import contract
 
@@ -125,7 +127,7 @@ PSEUDONYM_SUFFIX = "_pseudonym"
 PRIVACY_EXPORT_RETENTION = timedelta(days=30)
 PRIVACY_EXPORT_SECRET = "privacy_export.{request_id}"
 REQUESTS_TABLE = "privacy.requests"  # the request log's rows about the shopper, in an export
-_PSEUDONYM = privacy_requests.PSEUDONYM
+_PSEUDONYM = request_log.PSEUDONYM
 _REQUEST_ID = re.compile(r"^pr_[0-9a-f]{32}$")
 # Column types that cannot hold a 64-character text (everything else is searched as text).
 _NOT_TEXT = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|"
@@ -300,7 +302,7 @@ def resolve(tenant: str, *, shopper_id: int | str | None = None, pseudonym: str 
     tenants.get(tenant)
     if pseudonym is not None:
         return _check_pseudonym(pseudonym)
-    return privacy_requests.shopper_pseudonym(tenant, shopper_id, purpose=purpose)
+    return request_log.shopper_pseudonym(tenant, shopper_id, purpose=purpose)
 
 
 # --- erasure --------------------------------------------------------------------------------
@@ -362,7 +364,7 @@ def erase(tenant: str, *, shopper_id: int | str | None = None, pseudonym: str | 
     """
     pseudonym = resolve(tenant, shopper_id=shopper_id, pseudonym=pseudonym)
     if request_id is None:  # on the ledger first: later loads keep the shopper out
-        request_id = privacy_requests.record(privacy_requests.CUSTOMERS_REDACT, tenant,
+        request_id = request_log.record(request_log.CUSTOMERS_REDACT, tenant,
                                              {"customer_pseudonym": pseudonym},
                                              source="cli").request_id
     return erase_many(tenant, [_Target(pseudonym, request_id)], rebuild=rebuild)[0]
@@ -382,7 +384,7 @@ def erase_many(tenant: str, targets: Sequence[_Target | tuple[str, str | None]],
     for t in targets:
         _check_pseudonym(t.pseudonym)
         if t.request_id is not None:
-            privacy_requests.mark(t.request_id, "in_progress")
+            request_log.mark(t.request_id, "in_progress")
     seconds: dict[str, float] = {}
     try:
         if not paths().warehouse(tenant).exists():
@@ -422,14 +424,14 @@ def erase_many(tenant: str, targets: Sequence[_Target | tuple[str, str | None]],
                      models_rebuilt=models, warehouse_bytes=size, batch=len(targets),
                      seconds=seconds)
         if t.request_id is not None:
-            privacy_requests.mark(t.request_id, "done", report.summary())
+            request_log.mark(t.request_id, "done", report.summary())
         reports.append(report)
     return reports
 
 
 def _mark_quietly(request_id: str, status: str, detail: str) -> None:
     try:
-        privacy_requests.mark(request_id, status, detail)
+        request_log.mark(request_id, status, detail)
     except Exception:  # the original error matters more than a failed status line
         log.exception("privacy request %s: could not record status %s", request_id, status)
 
@@ -594,7 +596,7 @@ def _verify(tenant: str, pseudonyms: list[str]) -> None:
 def reapply_erasures(tenant: str) -> list[ErasureReport]:
     """Erase again every shopper a redaction was asked for (after restoring a backup taken
     before it); one batch, no request status changes."""
-    pseudonyms = sorted(privacy_requests.redacted_pseudonyms(tenant))
+    pseudonyms = sorted(request_log.redacted_pseudonyms(tenant))
     if not pseudonyms:
         return []
     return erase_many(tenant, [(p, None) for p in pseudonyms])
@@ -622,7 +624,7 @@ def export(tenant: str, *, shopper_id: int | str | None = None, pseudonym: str |
     made, summary = _export(tenant, pseudonym, out, request_id=request_id, now=now,
                             retention=ex.RETENTION, register=True)
     if request_id is not None:
-        privacy_requests.mark(request_id, "done", summary)
+        request_log.mark(request_id, "done", summary)
     return made
 
 
@@ -682,7 +684,7 @@ def _subject_tables(tenant: str, pseudonym: str) -> _Tables:
 
 
 def _request_rows(tenant: str, pseudonym: str) -> pa.Table:
-    rows = [r for r in privacy_requests.all_requests()
+    rows = [r for r in request_log.all_requests()
             if r.tenant == tenant and r.customer_pseudonym == pseudonym]
     ids = pa.list_(pa.int64())
     return pa.table({
@@ -747,7 +749,7 @@ def _check_request_id(request_id: str) -> str:
     return request_id
 
 
-def export_for_request(request: privacy_requests.PrivacyRequest) -> Path:
+def export_for_request(request: request_log.PrivacyRequest) -> Path:
     """Answer one `customers/data_request`: the archive at `data/privacy/exports/<id>.cgx`, its
     key sealed in the secret store (tenant scope, `privacy_export.<id>`), the request done."""
     request_id = _check_request_id(request.request_id)
@@ -757,12 +759,12 @@ def export_for_request(request: privacy_requests.PrivacyRequest) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     out = folder / f"{request_id}.cgx"
     out.unlink(missing_ok=True)  # left by an attempt that died: its key was never handed out
-    privacy_requests.mark(request_id, "in_progress")
+    request_log.mark(request_id, "in_progress")
     made, summary = _export(request.tenant, _check_pseudonym(request.customer_pseudonym), out,
                             request_id=request_id, now=None, retention=PRIVACY_EXPORT_RETENTION,
                             register=False)
     secret_store.put(request.tenant, _secret_name(request_id), made.key_text)
-    privacy_requests.mark(request_id, "done", f"{summary}; key sealed as "
+    request_log.mark(request_id, "done", f"{summary}; key sealed as "
                           f"{_secret_name(request_id)} until retrieved (retrieve_export)")
     return out
 
@@ -817,11 +819,11 @@ def purge_expired_exports(now: datetime | None = None) -> list[str]:
 
 # --- pending privacy requests (the sensor's entry point) ------------------------------------
 
-_TOPICS = (privacy_requests.CUSTOMERS_REDACT, privacy_requests.CUSTOMERS_DATA_REQUEST)
+_TOPICS = (request_log.CUSTOMERS_REDACT, request_log.CUSTOMERS_DATA_REQUEST)
 RETRY_AFTER = timedelta(hours=1)  # a failed request is tried again by the first pass after this
 
 
-def _due(request: privacy_requests.PrivacyRequest, moment: datetime) -> bool:
+def _due(request: request_log.PrivacyRequest, moment: datetime) -> bool:
     if request.status == "pending":
         return True
     if request.customer_pseudonym is None:
@@ -834,11 +836,11 @@ def _due(request: privacy_requests.PrivacyRequest, moment: datetime) -> bool:
 
 
 def due_requests(tenant: str | None = None, *,
-                 now: datetime | None = None) -> list[privacy_requests.PrivacyRequest]:
+                 now: datetime | None = None) -> list[request_log.PrivacyRequest]:
     """What `process_pending` would take up now, oldest first: cheap (reads the request log
     only), for a sensor to decide whether to launch a run."""
     moment = datetime.now(timezone.utc) if now is None else ex._utc(now)
-    return [r for r in privacy_requests.all_requests()
+    return [r for r in request_log.all_requests()
             if r.topic in _TOPICS and r.tenant is not None
             and (tenant is None or r.tenant == tenant) and _due(r, moment)]
 
@@ -863,26 +865,26 @@ def process_pending(tenant: str | None = None, *, now: datetime | None = None) -
 
 
 def _process_due(tenant: str | None, now: datetime | None) -> list[str]:
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     todo = due_requests(tenant, now=now)
     done: list[str] = []
-    batch: list[privacy_requests.PrivacyRequest] = []
+    batch: list[request_log.PrivacyRequest] = []
     for request in todo:
         if batch and (request.tenant != batch[0].tenant
-                      or request.topic != privacy_requests.CUSTOMERS_REDACT):
+                      or request.topic != request_log.CUSTOMERS_REDACT):
             done += _erase_batch(batch)
             batch = []
         if not tenants.exists(request.tenant):
-            privacy_requests.mark(request.request_id, "done",
+            request_log.mark(request.request_id, "done",
                                   "tenant deleted: no data is held")
             done.append(request.request_id)
         elif deletion.is_deleting(request.tenant):
             continue
         elif request.customer_pseudonym is None:
-            privacy_requests.mark(request.request_id, "failed",
+            request_log.mark(request.request_id, "failed",
                                   "the request names no shopper")
-        elif request.topic == privacy_requests.CUSTOMERS_REDACT:
+        elif request.topic == request_log.CUSTOMERS_REDACT:
             batch.append(request)
         else:
             try:
@@ -899,7 +901,7 @@ def _process_due(tenant: str | None, now: datetime | None) -> list[str]:
     return done
 
 
-def _erase_batch(batch: list[privacy_requests.PrivacyRequest]) -> list[str]:
+def _erase_batch(batch: list[request_log.PrivacyRequest]) -> list[str]:
     try:
         erase_many(batch[0].tenant,
                    [_Target(r.customer_pseudonym, r.request_id) for r in batch],

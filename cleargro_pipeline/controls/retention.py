@@ -53,8 +53,9 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from cleargro_pipeline import audit, tenants
+from cleargro_pipeline import tenants
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
 from cleargro_pipeline.sources import contract
 

@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from cleargro_pipeline import audit
 from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
+from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import paths
 
 CUSTOMERS_REDACT = "customers/redact"
@@ -99,7 +99,7 @@ def shopper_pseudonym(tenant: str, customer_id: int | str, *, purpose: str = "pr
     """
     import pyarrow as pa
 
-    from cleargro_pipeline import keys
+    from cleargro_pipeline.security import keys
     from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
 
     text = _customer_id_text(customer_id)

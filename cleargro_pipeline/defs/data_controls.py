@@ -1,6 +1,6 @@
 """Customer data controls as Dagster definitions: nightly backups and their 90-day purge,
 export expiry, tenant deletion, shopper privacy requests and retention. The work itself lives
-in `cleargro_pipeline.backups`, `export`, `deletion`, `shoppers` and `retention`; these
+in `cleargro_pipeline.controls.backups`, `export`, `deletion`, `shoppers` and `retention`; these
 definitions only schedule it, audit each step's start and finish, and record ids, sizes and
 hashes (never data) as metadata."""
 
@@ -9,7 +9,7 @@ from typing import Iterator
 
 import dagster as dg
 
-from cleargro_pipeline.orchestration.jobs import tenant_run_tags
+from cleargro_pipeline.defs.jobs import tenant_run_tags
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions, tenant_partitions
 from cleargro_pipeline.orchestration.translator import OPPORTUNITIES_KEY
 
@@ -19,7 +19,7 @@ def _audited(context: dg.OpExecutionContext | dg.AssetExecutionContext,
              tenant: str | None = None) -> Iterator[None]:
     """A data-control step in the audit log: `job_started`, then `job_finished` with its
     outcome (the error class on failure, never its message)."""
-    from cleargro_pipeline import audit
+    from cleargro_pipeline.security import audit
 
     step = {"job": context.job_name, "step": context.op_def.name, "run_id": context.run_id}
     audit.append("job_started", tenant=tenant, **step)
@@ -36,7 +36,7 @@ def _audited(context: dg.OpExecutionContext | dg.AssetExecutionContext,
           description="A backup of the tenant's warehouse after a checkpoint: a byte copy, still "
                       "encrypted with the tenant's data key (data/backups/<tenant>/).")
 def tenant_backup(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from cleargro_pipeline import backups
+    from cleargro_pipeline.controls import backups
 
     with _audited(context, context.partition_key):
         backup = backups.take(context.partition_key, reason="scheduled")
@@ -61,7 +61,7 @@ def nightly_backups(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunReq
 
 @dg.op(description="Delete backups older than 90 days (every tenant).")
 def purge_old_backups(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline import backups
+    from cleargro_pipeline.controls import backups
 
     with _audited(context):
         purged = backups.purge()
@@ -70,7 +70,7 @@ def purge_old_backups(context: dg.OpExecutionContext) -> None:
 
 @dg.op(description="Delete encrypted data exports past their 7-day expiry (every tenant).")
 def purge_expired_exports(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline import export
+    from cleargro_pipeline.controls import export
 
     with _audited(context):
         expired = export.purge_expired()
@@ -79,7 +79,7 @@ def purge_expired_exports(context: dg.OpExecutionContext) -> None:
 
 @dg.op(description="Delete uncollected shopper data-request archives after 30 days.")
 def purge_shopper_exports(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline import shoppers
+    from cleargro_pipeline.privacy import shoppers
 
     with _audited(context):
         purged = shoppers.purge_expired_exports()
@@ -106,7 +106,7 @@ DELETION_REQUEST_TAG = "cleargro/deletion_request"
        description="Delete a tenant: stop its runs, destroy its keys, remove every copy of its "
                    "data and its Dagster runs, and sign a deletion certificate.")
 def delete_tenant(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     with _audited(context, context.op_config["tenant"]):
         certificate = deletion.run(context.op_config["tenant"], instance=context.instance,
@@ -124,7 +124,7 @@ def tenant_deletion() -> None:
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Start the deletion job for each pending deletion request.")
 def deletion_requests(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
-    from cleargro_pipeline import deletion
+    from cleargro_pipeline.controls import deletion
 
     in_flight = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                  dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -140,7 +140,7 @@ def deletion_requests(context: dg.SensorEvaluationContext) -> Iterator[dg.RunReq
 @dg.op(config_schema={"tenant": str},
        description="Carry out the tenant's pending shopper erasures and data requests.")
 def process_privacy_requests(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline import shoppers
+    from cleargro_pipeline.privacy import shoppers
 
     with _audited(context, context.op_config["tenant"]):
         done = shoppers.process_pending(context.op_config["tenant"])
@@ -158,7 +158,7 @@ def shopper_privacy_requests() -> None:
 def privacy_requests_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
     import hashlib
 
-    from cleargro_pipeline import shoppers
+    from cleargro_pipeline.privacy import shoppers
 
     by_tenant: dict[str, list[str]] = {}
     for request in shoppers.due_requests():
@@ -174,7 +174,7 @@ def privacy_requests_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.
        description="Delete the tenant's raw rows older than its retention window, rebuild the "
                    "models that read them (full refresh) and rewrite the warehouse file.")
 def apply_retention(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline import retention
+    from cleargro_pipeline.controls import retention
 
     with _audited(context, context.op_config["tenant"]):
         r = retention.apply(context.op_config["tenant"])
@@ -192,7 +192,7 @@ def tenant_retention() -> None:
              default_status=dg.DefaultScheduleStatus.RUNNING)
 def daily_retention(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
     """After the 04:00 refresh, before the 05:00 backups; queued behind the tenant's own runs."""
-    from cleargro_pipeline import retention
+    from cleargro_pipeline.controls import retention
 
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     due = set(retention.tenants_due())

@@ -80,7 +80,7 @@ monthly_reports = dg.define_asset_job("monthly_reports", selection=[monthly_repo
 
 def _report_requests(instance: dg.DagsterInstance, dimension: str, key: str,
                      run_key: str) -> Iterator[dg.RunRequest]:
-    from cleargro_pipeline.orchestration.jobs import tenant_run_tags
+    from cleargro_pipeline.defs.jobs import tenant_run_tags
 
     for tenant in sync_tenant_partitions(instance):
         yield dg.RunRequest(run_key=f"{tenant}:{run_key}", tags=tenant_run_tags(tenant),

@@ -14,8 +14,8 @@ import dagster as dg
 
 from cleargro_pipeline import tenants, warehouse
 from cleargro_pipeline.alerts import service
-from cleargro_pipeline.orchestration.jobs import TENANT_TAG, tenant_refresh
-from cleargro_pipeline.orchestration.reporting import monthly_reports, weekly_reports
+from cleargro_pipeline.defs.jobs import TENANT_TAG, tenant_refresh
+from cleargro_pipeline.defs.reporting import monthly_reports, weekly_reports
 
 BUSY_WAIT_S = 5.0
 
