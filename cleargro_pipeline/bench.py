@@ -1,17 +1,14 @@
 """`make bench`: ingest throughput against raw DuckDB, end-to-end time and peak memory.
-
-Ends with one line:
-    bench: ingest_vs_duckdb=<ratio> e2e_<size>_s=<seconds> peak_rss_mb=<MB> dbt_full_s=<s>
-           dbt_daily_s=<s> model_queries_full_s=<s> model_queries_daily_s=<s>
-The ratio compares the project's bulk ingest rate (minimise + dlt extract, normalise and
-load into an encrypted warehouse) with a raw DuckDB `CREATE TABLE AS` of the same Arrow
-tables (every raw table of the demo shop) into an encrypted file, both measured in this
-run, three times each, medians compared. The end-to-end time is `cleargro run` of a fresh
-demo tenant of that size; peak RSS is the largest process of that run (loader, dbt, Dagster).
-dbt_full_s is that run's dbt step (two years of history); dbt_daily_s the dbt step of the
-next day's run, when only one day of new rows arrives. model_queries_* sum the models' own
-query times in those steps (without dbt's start-up, parsing and tests): incremental models
-make the daily one small.
+It ends with one line, `bench: ingest_vs_duckdb=<ratio> e2e_<size>_s=<seconds>
+peak_rss_mb=<MB> dbt_full_s=<s> dbt_daily_s=<s> model_queries_full_s=<s>
+model_queries_daily_s=<s>`: the project's bulk ingest rate (minimise + dlt extract, normalise
+and load into an encrypted warehouse) over a raw DuckDB `CREATE TABLE AS` of the same Arrow
+tables (every raw table of the demo shop) into an encrypted file, both measured in this run,
+three times each, medians compared; `cleargro run` of a fresh demo tenant of that size and the
+peak RSS of its largest process (loader, dbt, Dagster); the dbt step of that run (two years of
+history) and of the next day's run (one day of new rows); and the models' own query times in
+those steps, without dbt's start-up, parsing and tests (incremental models make the daily one
+small).
 """
 
 from __future__ import annotations
@@ -28,8 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
+
+from cleargro_pipeline import ingest, tenants, warehouse
+from cleargro_pipeline.demo.generator import DemoShop
+from cleargro_pipeline.security import keys
+from cleargro_pipeline.settings import paths
+from cleargro_pipeline.sources.raw import provider_from_mapping
 
 ATTEMPTS = 3
 
@@ -41,8 +45,6 @@ def _children_peak_rss_mb() -> float:
 
 def _bench_tables(size: str) -> dict[tuple[str, str], pa.Table]:
     """Every raw table of the demo shop, generated once and held in memory as Arrow."""
-    from cleargro_pipeline.demo.generator import DemoShop
-
     shop = DemoShop(size=size)
     return {key: pa.concat_tables(list(shop.iter_table(*key))) for key in shop.table_keys()}
 
@@ -68,10 +70,6 @@ def _raw_duckdb_rate(tables: dict[tuple[str, str], pa.Table], folder: Path, atte
 
 def _project_ingest_rate(tables: dict[tuple[str, str], pa.Table], attempt: int) -> float:
     """The loader's own path, in process: minimise, dlt extract/normalise/load, checkpoint."""
-    from cleargro_pipeline import ingest, tenants, warehouse
-    from cleargro_pipeline.settings import paths
-    from cleargro_pipeline.sources.raw import provider_from_mapping
-
     tenant = f"bench_ingest_{attempt}"
     tenants.add(tenant)
     work_dir = paths().tenant_work(tenant) / "dlt" / "bench"
@@ -79,7 +77,7 @@ def _project_ingest_rate(tables: dict[tuple[str, str], pa.Table], attempt: int) 
     rows = sum(t.num_rows for t in tables.values())
     started = time.perf_counter()
     try:
-        pseudonymise = ingest.tenant_pseudonymiser(tenant)
+        pseudonymise = keys.pseudonymiser(tenant, "ingest")
         with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
             for system in ingest.SYSTEMS:
                 report = ingest.load_system(conn, system, provider_from_mapping(tables),
@@ -112,8 +110,6 @@ def _cleargro_run(tenant: str) -> tuple[float, dict[str, float]]:
 def _model_query_seconds(run_id: str) -> dict[str, float]:
     """Seconds of each model's own query (dagster-dbt records them): the part of a run that
     grows with data, without dbt's start-up, parsing and tests."""
-    import dagster as dg
-
     with dg.DagsterInstance.get() as instance:
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000).records
@@ -127,8 +123,6 @@ def _end_to_end_and_daily(size: str) -> tuple[float, dict[str, float], dict[str,
     """A fresh demo tenant synced as of the day before (generation, loads, every dbt model
     and test, recorded in the Dagster instance), then the next day's run: only that day's
     rows arrive, so the second run's dbt time shows what a daily run costs."""
-    from cleargro_pipeline import tenants
-
     tenants.add("bench_e2e", tenants.demo_sources(size, hold_back_days=1))
     e2e, first_steps, first_models = _cleargro_run("bench_e2e")
     for system, config in tenants.demo_sources(size).items():

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from cleargro_pipeline import warehouse
 from cleargro_pipeline.security import keys
-from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
+from cleargro_pipeline.settings import paths
+from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
 DAGSTER_YAML = """\
 # Written by `cleargro init`. Runs of one tenant queue behind each other (one writer per
@@ -40,33 +39,11 @@ def dagster_home() -> Path:
     return home
 
 
-def dbt_manifest(force: bool = False) -> Path:
-    """Parse the dbt project so Dagster can read its manifest (no warehouse is opened)."""
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    if manifest.exists() and not force and not _dbt_sources_newer_than(manifest):
-        return manifest
-    # Parsing renders the profile but never connects: placeholders satisfy env_var().
-    env = {**os.environ, warehouse.DBT_PATH_ENV: "/nonexistent/parse-only.duckdb",
-           warehouse.DBT_KEY_ENV: "parse-only", warehouse.DBT_TEMP_ENV: "/nonexistent",
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    dbt = Path(sys.executable).with_name("dbt")
-    subprocess.run([str(dbt), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                    "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "tenant"],
-                   env=env, check=True, cwd=DBT_PROJECT_DIR)
-    return manifest
-
-
-def _dbt_sources_newer_than(manifest: Path) -> bool:
-    built = manifest.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in DBT_PROJECT_DIR.rglob("*")
-               if p.suffix in (".sql", ".yml") and "target" not in p.parts and p.is_file())
-
-
 def init() -> dict[str, str]:
     key_file = keys.ensure_local_master_key()
     extension = warehouse.ensure_httpfs()
     home = dagster_home()
-    manifest = dbt_manifest()
+    manifest = tenant_dbt.parse()
     return {
         "master key": str(key_file) if key_file else f"from {keys.MASTER_KEY_ENV}",
         "httpfs": str(extension),

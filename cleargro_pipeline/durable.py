@@ -1,5 +1,5 @@
 """Durability on disk: the one fsync helper for files and folders (a renamed or new file is
-durable only once its folder's entry is too), and the one atomic file writer."""
+durable only once its folder's entry is too), the one atomic file writer and the one shredder."""
 
 from __future__ import annotations
 
@@ -34,3 +34,28 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+_SHRED_CHUNK = 1 << 20
+
+
+def shred(path: Path, *, unlink: bool = True) -> bool:
+    """Overwrite a file in place with random bytes and fsync it, then unlink it and fsync its
+    folder; False if there is no such file. `unlink=False` keeps the overwritten file, for a
+    caller that renames a replacement over it (a missing file in between could be taken for
+    "no file yet"). Symlinks are refused, never followed."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        size, written = os.fstat(fd).st_size, 0
+        while written < size:
+            written += os.write(fd, os.urandom(min(_SHRED_CHUNK, size - written)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if unlink:
+        path.unlink()
+        fsync_path(path.parent)
+    return True

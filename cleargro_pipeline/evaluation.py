@@ -1,25 +1,11 @@
 """`make eval`: how good are the opportunities and the business alerts? Measured against the
-demo's planted truth.
-
-Runs the whole pipeline for two fresh demo tenants in a throwaway data folder: `eval`, with
-everything planted, and `eval-calm`, the same shop with nothing planted
-(`{"incidents": false}`), both evaluating alerts over a 365-day backtest window. Ends with:
-    eval: recall=<r> precision=<p> impact_error=<e>
-    alerts: recall=<r> false_per_tenant_month=<f>
-- recall: planted situations (of opportunity kinds) raised with the right type and entity;
-- precision: raised opportunities of the planted kinds that match a planted situation
-  (the generator keeps every other entity clear of every rule by construction);
-- impact_error: median relative error of the raised impact against the planted one.
-"Raised" means detected as of the latest complete day and not snoozed by a dismissal.
-- alerts recall: planted incidents (alert type, entity, day; DemoShop.planted_incidents) that
-  fall inside an episode of insights.alert_detections of the same type and entity
-  (episode_start <= day <= the episode's last day);
-- false_per_tenant_month: distinct episodes (type, entity, episode_start) the calm tenant's
-  alert_detections hold over its backtest window, per 30.44 days of that window. Nothing is
-  planted there, so every one is a false alert as far as the eval can tell (the demo's own
-  noise and seasons raise them; `make eval` lists them).
-Targets: recall 1.00, precision >= 0.95, impact_error <= 0.10; alerts recall 1.00 and at
-most 1 false alert per tenant-month (tests/test_eval.py asserts them on size small).
+demo's planted truth. Runs the whole pipeline for two fresh demo tenants in a throwaway data
+folder, `eval` with everything planted and `eval-calm`, the same shop with nothing planted
+(`{"incidents": false}`), both evaluating alerts over a 365-day backtest window, and ends with
+`eval: recall=<r> precision=<p> impact_error=<e>` and `alerts: recall=<r>
+false_per_tenant_month=<f>`. Targets: recall 1.00, precision >= 0.95, impact_error <= 0.10;
+alerts recall 1.00 and at most 1 false alert per tenant-month (tests/test_eval.py asserts them
+on size small). Each figure is defined where it is computed: `evaluate`, `evaluate_alerts`.
 """
 
 from __future__ import annotations
@@ -34,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from cleargro_pipeline import warehouse
+from cleargro_pipeline import bootstrap, tenants, warehouse
 from cleargro_pipeline.alerts.model import BUSINESS_TYPES
-from cleargro_pipeline.demo.truth import PlantedSituation
+from cleargro_pipeline.demo.generator import DemoShop
+from cleargro_pipeline.demo.truth import PlantedSituation, incident_days
 
 # Planted kinds that are alerts (issue 4), not opportunities.
 ALERT_KINDS = set(BUSINESS_TYPES)
@@ -70,6 +57,14 @@ def raised_opportunities(tenant: str) -> dict[tuple[str, str], float]:
 
 
 def evaluate(raised: dict[tuple[str, str], float], planted: list[PlantedSituation]) -> EvalResult:
+    """Opportunities raised (detected as of the latest complete day, not snoozed by a dismissal)
+    against the planted situations of opportunity kinds.
+
+    - recall: planted situations raised with the right type and entity;
+    - precision: raised opportunities of the planted kinds that match a planted situation (the
+      generator keeps every other entity clear of every rule by construction);
+    - impact_error: median relative error of the raised impact against the planted one.
+    """
     truth = {(s.kind, s.entity_id): s.expected_impact for s in planted if s.kind not in ALERT_KINDS}
     kinds = {kind for kind, _ in truth}
     considered = {key: impact for key, impact in raised.items() if key[0] in kinds}
@@ -125,15 +120,22 @@ def alert_episodes(tenant: str) -> list[Episode]:
 
 def backtest_days(tenant: str) -> int:
     """The tenant's alert backtest window in days (its override, else the default)."""
-    from cleargro_pipeline import tenants
-
     return int(tenants.dbt_vars(tenant).get("alert_backtest_days", tenants.insight_defaults()["alert_backtest_days"]))
 
 
 def evaluate_alerts(episodes: list[Episode], planted: list[tuple[str, str, date]],
                     calm_episodes: list[Episode], calm_window_days: int) -> AlertResult:
     """Recall of the planted incidents (type, entity, day) among `episodes`; false alerts:
-    the episodes of the tenant with nothing planted, per month of its window."""
+    the episodes of the tenant with nothing planted, per month of its window.
+
+    - recall: planted incidents (DemoShop.planted_incidents) that fall inside an episode of
+      insights.alert_detections of the same type and entity (episode_start <= day <= the
+      episode's last day);
+    - false_per_tenant_month: distinct episodes (type, entity, episode_start) the calm tenant's
+      alert_detections hold over its backtest window, per 30.44 days of that window. Nothing is
+      planted there, so every one is a false alert as far as the eval can tell (the demo's own
+      noise and seasons raise them; `make eval` lists them).
+    """
     missed = [p for p in planted if not any(e.covers(*p) for e in episodes)]
     return AlertResult(
         recall=1 - len(missed) / len(planted) if planted else 1.0,
@@ -147,11 +149,9 @@ def run(size: str, keep: Path | None = None) -> tuple[EvalResult, AlertResult]:
     os.environ["CLEARGRO_DATA_DIR"] = str(folder)
     os.environ["DAGSTER_HOME"] = str(folder / "dagster_home")
     try:
-        from cleargro_pipeline import bootstrap, tenants
-        from cleargro_pipeline.demo.generator import DemoShop
-        from cleargro_pipeline.demo.truth import incident_days
-
-        bootstrap.init()  # parses the dbt project first: the dbt assets read its manifest on import
+        bootstrap.init()
+        # Import order: the dbt assets read the manifest bootstrap.init() just parsed when
+        # they are imported, so the runner (and the definitions behind it) come after it.
         from cleargro_pipeline.runner import materialize_tenant
 
         tenant, calm = "eval", "eval-calm"

@@ -26,8 +26,19 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.controls import scopes
+from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.errors import CleargroError, CredentialsRejected
+from cleargro_pipeline.privacy import request_log
+from cleargro_pipeline.security import keys
 from cleargro_pipeline.settings import paths
+from cleargro_pipeline.sources.raw import contract_source, provider_from_mapping
+from cleargro_pipeline.sources.warehouse_destination import warehouse_destination
 
 SYSTEMS = ("shop", "ga4", "google_ads", "app")
 
@@ -178,47 +189,32 @@ def configure_dlt(work_dir: Path) -> None:
     })
 
 
-def _load_in_child(tenant: str, plan: Any, systems: tuple[str, ...],
+def _load_in_child(name: str, plan: Any, systems: tuple[str, ...],
                    work_dir: Path) -> list[LoadReport]:
     configure_dlt(work_dir)
-    from cleargro_pipeline import warehouse
-    from cleargro_pipeline.privacy import request_log
-
     providers = _providers(plan, systems)  # validates a file drop before anything is loaded
-    scope, providers = _in_scope(tenant, plan, providers)  # data scopes (scopes.py)
-    pseudonymise = tenant_pseudonymiser(tenant)
-    with warehouse.open_warehouse(tenant, purpose="ingest") as conn:
-        _clear_stale_work(tenant, keep=work_dir)
+    tenant = tenants.get(name)  # the load's one registry lookup: passed down from here
+    scope, providers = _in_scope(tenant, plan, providers)
+    pseudonymise = keys.pseudonymiser(name, "ingest")
+    with warehouse.open_warehouse(name, purpose="ingest") as conn:
+        _clear_stale_work(name, keep=work_dir)
         # Read under the writer lock: an erasure that finished while we waited is included.
-        erased = request_log.redacted_pseudonyms(tenant)
+        erased = request_log.redacted_pseudonyms(name)
         return [load_system(conn, system, provide, pseudonymise, incremental=incremental,
-                            work_dir=work_dir, tenant=tenant, scope=scope, erased=erased)
+                            work_dir=work_dir, tenant=name, scope=scope, erased=erased)
                 for system, (provide, incremental) in providers.items()]
 
 
-# --- data scopes ---
-def _in_scope(tenant: str, plan: Any, providers: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The tenant's scope, and the providers of the systems it may load: sources out of scope
-    never load (file drops included); a disconnected source is not synced (every plan but a
-    file drop, which an operator runs on purpose, is a sync)."""
-    from cleargro_pipeline import tenants
-    from cleargro_pipeline.controls import scopes
-
-    config = tenants.get(tenant)
-    scope = scopes.of(config)
+def _in_scope(tenant: tenants.Tenant, plan: Any,
+              providers: dict[str, Any]) -> tuple[scopes.Scope, dict[str, Any]]:
+    """The tenant's data scope, and the providers of the systems it may load: sources out of
+    scope never load (file drops included); a disconnected source is not synced (every plan
+    but a file drop, which an operator runs on purpose, is a sync)."""
+    scope = scopes.of(tenant)
     synced = not isinstance(plan, FileDropPlan)
     return scope, {system: provider for system, provider in providers.items()
                    if scope.allows_source(system)
-                   and not (synced and system in config.disconnected_sources)}
-# --- end data scopes ---
-
-
-def tenant_pseudonymiser(tenant: str) -> Any:
-    from cleargro_pipeline.security import keys
-    from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
-
-    return hmac_pseudonymiser(keys.unwrap_tenant_key(tenant, "pseudonym", "ingest"),
-                              namespace=tenant)
+                   and not (synced and system in tenant.disconnected_sources)}
 
 
 def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incremental: bool,
@@ -226,12 +222,6 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
                 erased: frozenset[str] = frozenset()) -> LoadReport:
     """Run one system's dlt source into the open warehouse connection; the shoppers named
     in `erased` (pseudonyms) are left out."""
-    import dlt
-
-    from cleargro_pipeline import warehouse
-    from cleargro_pipeline.sources.raw import contract_source
-    from cleargro_pipeline.sources.warehouse_destination import warehouse_destination
-
     started = time.monotonic()
     pipeline = dlt.pipeline(
         pipeline_name=f"cleargro_{system}", pipelines_dir=str(work_dir / "pipelines"),
@@ -272,17 +262,15 @@ def _clear_stale_work(tenant: str, keep: Path) -> None:
 
 
 def _providers(plan: Any, systems: tuple[str, ...]) -> dict[str, tuple[Any, bool]]:
-    from cleargro_pipeline.sources.raw import provider_from_mapping
-
     if isinstance(plan, DemoPlan):
-        from cleargro_pipeline.demo.generator import DemoShop
-
         shop = DemoShop(size=plan.size, seed=plan.seed, end_date=plan.end_date,
                         incidents=plan.incidents, tenant=plan.tenant)
         cutoff = plan.end_date + timedelta(days=1 - plan.hold_back_days)
         provide = lambda raw: _until(shop.iter_table(raw.dataset, raw.name), raw, cutoff)  # noqa: E731
         return {system: (provide, True) for system in systems}
     if isinstance(plan, FileDropPlan):
+        # Start-up cost: the file-drop reader imports polars (about a second), which only
+        # a file drop needs; the loader child of every demo or sync would pay it otherwise.
         from cleargro_pipeline.sources.file_drop import read_drop
 
         contents = read_drop(plan.directory)
@@ -294,9 +282,6 @@ def _providers(plan: Any, systems: tuple[str, ...]) -> dict[str, tuple[Any, bool
 
 def _until(chunks: Any, raw: Any, cutoff: date) -> Any:
     """Only the rows whose cursor is before `cutoff` (midnight UTC)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     for chunk in chunks:
         cursor = chunk.column(raw.cursor)
         bound = (pa.scalar(cutoff, pa.date32()) if pa.types.is_date(cursor.type) else

@@ -1,8 +1,6 @@
-"""Materialize a tenant through the Dagster instance (what `cleargro run` and `demo` call).
-
-Runs execute in this process but are recorded in DAGSTER_HOME's instance,
-so they appear in the Dagster UI with their events, like scheduled runs.
-"""
+"""Materialize a tenant through the Dagster instance (what `cleargro run` and `demo` call): runs
+execute in this process but are recorded in DAGSTER_HOME's instance, so they appear in the
+Dagster UI with their events, like scheduled runs."""
 
 from __future__ import annotations
 
@@ -10,10 +8,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from cleargro_pipeline import bootstrap
-from cleargro_pipeline.defs.jobs import tenant_run_tags, tenant_selection
+from cleargro_pipeline import tenants
+from cleargro_pipeline.definitions import loaded_defs
+from cleargro_pipeline.defs.jobs import tenant_selection
 from cleargro_pipeline.errors import CleargroError
-from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
+from cleargro_pipeline.orchestration.partitions import dagster_instance, month_key, week_key
 
 
 class RunFailed(CleargroError):
@@ -28,13 +27,11 @@ class RunSummary:
 
 
 def materialize_tenant(tenant: str) -> RunSummary:
-    from cleargro_pipeline.definitions import defs
-
     instance = dagster_instance()
-    job = defs.resolve_job_def("tenant_refresh")
+    job = loaded_defs().resolve_job_def("tenant_refresh")
     result = job.execute_in_process(
         instance=instance, partition_key=tenant, asset_selection=tenant_selection(tenant),
-        tags=tenant_run_tags(tenant), raise_on_error=False,
+        tags=tenants.run_tags(tenant), raise_on_error=False,
         # The console shows progress and problems; every event is in the run's log anyway.
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
     if not result.success:
@@ -46,29 +43,18 @@ def materialize_tenant(tenant: str) -> RunSummary:
 
 def materialize_report(tenant: str, period: str) -> RunSummary:
     """Render and store one report (`2026-W47` or `2026-11`) as a run of its report job."""
-    from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.defs import reporting
-
     instance = dagster_instance()
     weekly = "-W" in period
-    job = defs.resolve_job_def("weekly_reports" if weekly else "monthly_reports")
+    job = loaded_defs().resolve_job_def("weekly_reports" if weekly else "monthly_reports")
     key = dg.MultiPartitionKey({"tenant": tenant, **(
-        {"week": reporting.week_key(period)} if weekly else {"month": reporting.month_key(period)})})
+        {"week": week_key(period)} if weekly else {"month": month_key(period)})})
     result = job.execute_in_process(
-        instance=instance, partition_key=key, tags=tenant_run_tags(tenant), raise_on_error=False,
+        instance=instance, partition_key=key, tags=tenants.run_tags(tenant), raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     if not result.success:
         raise RunFailed(f"tenant '{tenant}': report {period} failed in run {result.run_id}; "
                         "see the run in the Dagster UI (`make dev`)")
     return RunSummary(tenant, result.run_id, _step_seconds(instance, result.run_id))
-
-
-def dagster_instance() -> dg.DagsterInstance:
-    """The DAGSTER_HOME instance, with every registered tenant as a partition."""
-    bootstrap.dagster_home()
-    instance = dg.DagsterInstance.get()
-    sync_tenant_partitions(instance)
-    return instance
 
 
 def _failed_steps(result: dg.ExecuteInProcessResult) -> str:
@@ -85,6 +71,4 @@ def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
 def tenant_refresh_job() -> dg.JobDefinition:
     """The job, rebuilt by name in other processes (Dagster's `reconstructable`), for
     runs with the multiprocess executor outside a workspace."""
-    from cleargro_pipeline.definitions import defs
-
-    return defs.resolve_job_def("tenant_refresh")
+    return loaded_defs().resolve_job_def("tenant_refresh")

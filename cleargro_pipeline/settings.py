@@ -64,3 +64,9 @@ class Paths:
 def paths() -> Paths:
     """Read at call time (never import time) so tests and deployments can redirect data/."""
     return Paths(Path(os.environ.get("CLEARGRO_DATA_DIR") or PROJECT_ROOT / "data").resolve())
+
+
+def lock_timeout_s() -> float:
+    """How long a step waits for a tenant's warehouse (`CLEARGRO_LOCK_TIMEOUT_S`, default 30
+    minutes); read when used, so tests and deployments can change it."""
+    return float(os.environ.get("CLEARGRO_LOCK_TIMEOUT_S", "1800"))

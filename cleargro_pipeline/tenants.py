@@ -18,6 +18,13 @@ from cleargro_pipeline.security import audit, keys
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, TENANT_NAME, paths
 
 SOURCE_NAMES = ("shop", "ga4", "google_ads", "app")
+# The Dagster run tag that names a run's tenant: dagster.yaml queues runs per value of it,
+# the deletion job finds the runs to stop by it, alerts read the tenant from it.
+RUN_TAG = "cleargro/tenant"
+
+
+def run_tags(tenant: str) -> dict[str, str]:
+    return {RUN_TAG: tenant}
 
 
 class UnknownTenant(CleargroError):
@@ -106,14 +113,20 @@ def add(name: str, sources: dict[str, dict[str, Any]] | None = None) -> Tenant:
     return tenant
 
 
-def get(name: str) -> Tenant:
+def require(name: str) -> str:
+    """`name`, once it is valid and registered (raises UnknownTenant otherwise): the guard of a
+    layer handed a bare name, without reading the configuration again."""
     validate_name(name)
-    config = _config_file(name)
-    if not config.exists():
+    if not _config_file(name).exists():
         known = ", ".join(t.name for t in all_tenants()) or "none"
         raise UnknownTenant(f"unknown tenant '{name}' (known tenants: {known}); "
                             f"add it with `cleargro tenants add {name}`")
-    return Tenant(**json.loads(config.read_text()))
+    return name
+
+
+def get(name: str) -> Tenant:
+    """The tenant's registry entry: look it up once per operation and pass it down."""
+    return Tenant(**json.loads(_config_file(require(name)).read_text()))
 
 
 def configure_source(name: str, system: str, config: dict[str, Any]) -> Tenant:

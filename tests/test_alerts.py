@@ -13,9 +13,10 @@ from delivery_servers import WebhookReceiver
 from cleargro_pipeline import bootstrap, ingest, tenants
 from cleargro_pipeline.alerts import service
 from cleargro_pipeline.cli import cli
+from cleargro_pipeline.definitions import loaded_defs
+from cleargro_pipeline.defs.alerting import alert_dispatch, alerts_on_run_failure
 from cleargro_pipeline.defs.ingestion import RAW_ASSETS_BY_SYSTEM
-from cleargro_pipeline.defs.jobs import tenant_run_tags
-from cleargro_pipeline.runner import dagster_instance
+from cleargro_pipeline.orchestration.partitions import dagster_instance
 from cleargro_pipeline.security import audit
 
 TENANT = "acme"
@@ -30,14 +31,13 @@ def acme(data_dir, monkeypatch):
 
 def _refresh(systems: list[str], monkeypatch, fault: str | None = None) -> dg.ExecuteInProcessResult:
     """A tenant_refresh run of some raw assets only (fast; the run is what the checks read)."""
-    from cleargro_pipeline.definitions import defs
-
+    defs = loaded_defs()
     if fault:
         monkeypatch.setenv(ingest.FAULT_ENV, fault)
     else:
         monkeypatch.delenv(ingest.FAULT_ENV, raising=False)
     return defs.resolve_job_def("tenant_refresh").execute_in_process(
-        instance=dagster_instance(), partition_key=TENANT, tags=tenant_run_tags(TENANT),
+        instance=dagster_instance(), partition_key=TENANT, tags=tenants.run_tags(TENANT),
         asset_selection=[k for s in systems for k in RAW_ASSETS_BY_SYSTEM[s].keys],
         raise_on_error=False)
 
@@ -82,8 +82,6 @@ def test_failed_runs_and_stale_sources_raise_one_alert_each_until_they_clear(acm
 
 
 def test_sensors_deliver_each_alert_once_and_acknowledged_alerts_stay_quiet(acme, monkeypatch):
-    from cleargro_pipeline.defs.alerting import alert_dispatch, alerts_on_run_failure
-
     receiver = WebhookReceiver()
     try:
         runner = CliRunner()

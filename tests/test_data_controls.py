@@ -3,16 +3,27 @@ and their purge (the library behaviour is in test_backups.py)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import polars as pl
 from click.testing import CliRunner
 
-from cleargro_pipeline import warehouse
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.alerts import service
 from cleargro_pipeline.cli import cli
-from cleargro_pipeline.controls import backups
-from cleargro_pipeline.runner import dagster_instance
-from cleargro_pipeline.security import audit
+from cleargro_pipeline.controls import backups, deletion
+from cleargro_pipeline.definitions import loaded_defs
+from cleargro_pipeline.defs.data_controls import (
+    deletion_requests,
+    nightly_backups,
+    privacy_requests_sensor,
+)
+from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
+from cleargro_pipeline.privacy import request_log
+from cleargro_pipeline.orchestration.partitions import dagster_instance
+from cleargro_pipeline.security import audit, secret_store
 
 
 def _rows(tenant: str) -> int:
@@ -53,8 +64,7 @@ def test_cli_backup_list_and_restore(tenant):
 
 
 def test_scheduled_backup_asset_and_purge_job(tenant):
-    from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.defs.data_controls import nightly_backups
+    defs = loaded_defs()
 
     _fill(tenant, 3)
     instance = dagster_instance()
@@ -88,7 +98,7 @@ def test_scheduled_backup_asset_and_purge_job(tenant):
 
 
 def test_a_failed_data_control_step_is_audited_with_its_error_class(tenant):
-    from cleargro_pipeline.definitions import defs
+    defs = loaded_defs()
 
     result = defs.resolve_job_def("tenant_retention").execute_in_process(
         instance=dagster_instance(), raise_on_error=False,
@@ -110,7 +120,6 @@ def test_cli_export_prints_the_key_once_and_the_requester_opens_it(tenant, tmp_p
     opened = runner.invoke(cli, ["export-open", str(archive), "--to", str(tmp_path / "out")],
                            input=key + "\n")
     assert opened.exit_code == 0, opened.output
-    import polars as pl
     assert pl.read_parquet(tmp_path / "out" / "tables" / "raw_shop.orders.parquet").height == 42
     wrong = runner.invoke(cli, ["export-open", str(archive), "--to", str(tmp_path / "o2")],
                           input="cgx1-" + "A" * 43 + "\n")
@@ -118,10 +127,7 @@ def test_cli_export_prints_the_key_once_and_the_requester_opens_it(tenant, tmp_p
 
 
 def test_deletion_request_sensor_job_and_certificate(tenant, tmp_path):
-    from cleargro_pipeline import tenants
-    from cleargro_pipeline.controls import deletion
-    from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.defs.data_controls import deletion_requests
+    defs = loaded_defs()
 
     _fill(tenant, 5)
     tenants.add("other")
@@ -151,10 +157,6 @@ def test_deletion_request_sensor_job_and_certificate(tenant, tmp_path):
 
 
 def test_delete_now_prints_the_certificate_last_and_overdue_requests_alert(tenant):
-    from cleargro_pipeline import tenants
-    from cleargro_pipeline.alerts import service
-    from cleargro_pipeline.controls import deletion
-
     tenants.add("late")
     deletion.request("late", "cancelled", "registry",
                      now=datetime.now(timezone.utc) - timedelta(days=26))
@@ -170,9 +172,6 @@ def test_delete_now_prints_the_certificate_last_and_overdue_requests_alert(tenan
 
 
 def test_cancelling_a_tenant_requests_its_deletion_and_stops_its_schedules(tenant):
-    from cleargro_pipeline.controls import deletion
-    from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
-
     cancelled = CliRunner().invoke(cli, ["tenants", "cancel", tenant, "--reason", "closed shop"])
     assert cancelled.exit_code == 0, cancelled.output
     assert deletion.status(tenant).source == "registry" and deletion.is_deleting(tenant)
@@ -180,9 +179,7 @@ def test_cancelling_a_tenant_requests_its_deletion_and_stops_its_schedules(tenan
 
 
 def test_privacy_request_sensor_runs_the_job_for_pending_shopper_requests(tenant):
-    from cleargro_pipeline.definitions import defs
-    from cleargro_pipeline.defs.data_controls import privacy_requests_sensor
-    from cleargro_pipeline.privacy import request_log
+    defs = loaded_defs()
 
     _fill(tenant, 4)
     recorded = request_log.record(request_log.CUSTOMERS_DATA_REQUEST, tenant,
@@ -198,10 +195,6 @@ def test_privacy_request_sensor_runs_the_job_for_pending_shopper_requests(tenant
 
 
 def test_cli_scope_retention_and_disconnect(tenant):
-    import json
-
-    from cleargro_pipeline.security import secret_store
-
     _fill(tenant, 2)
     secret_store.put(tenant, "source.shop.access_token", "shpat-test")
     runner = CliRunner()

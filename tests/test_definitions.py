@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cleargro_pipeline import bootstrap
+from cleargro_pipeline.warehouse import dbt as tenant_dbt
 from cleargro_pipeline.sources import contract
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.txt"
@@ -18,10 +18,11 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.txt"
 
 @pytest.fixture(scope="module")
 def defs() -> dg.Definitions:
-    bootstrap.dbt_manifest()
-    from cleargro_pipeline.definitions import defs
+    tenant_dbt.parse()
+    # Imported after the parse: the dbt assets read the manifest when their module loads.
+    from cleargro_pipeline.definitions import loaded_defs
 
-    return defs
+    return loaded_defs()
 
 
 def _graph_lines(defs: dg.Definitions) -> list[str]:
@@ -103,7 +104,7 @@ def test_report_schedules_request_last_period_for_every_tenant(defs, data_dir, s
 
 
 def test_report_periods_map_to_partition_keys():
-    from cleargro_pipeline.defs.reporting import iso_week, month_key, week_key
+    from cleargro_pipeline.orchestration.partitions import iso_week, month_key, week_key
 
     assert week_key("2026-W47") == "2026-11-16" and iso_week("2026-11-16") == "2026-W47"
     assert week_key("2027-W01") == "2027-01-04" and iso_week("2026-12-28") == "2026-W53"

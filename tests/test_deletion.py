@@ -201,6 +201,10 @@ def test_deletion_removes_everything_of_one_tenant_and_nothing_of_another(data_d
     for gone in (paths().tenant_dir("acme"), data / "exports" / "acme", data / "backups" / "acme",
                  paths().tenant_work("acme"), paths().registry / "acme"):
         assert not gone.exists(), gone
+    # No file or folder under data/ is named after it (its lock files included), except its
+    # certificate, which names it on purpose.
+    named = [p.relative_to(data).as_posix() for p in data.rglob("*") if "acme" in p.name]
+    assert [p for p in named if not p.startswith("certificates/")] == []
     with pytest.raises(tenants.UnknownTenant):
         tenants.get("acme")
     assert [t.name for t in tenants.all_tenants()] == ["globex"]
@@ -327,11 +331,11 @@ def test_certificate_with_another_key_or_without_signature_fails(certificate, tm
     forger = Ed25519PrivateKey.generate()
     body = dict(wrapper["certificate"], tenant="acme")
     forged = {"certificate": body,
-              "signature": base64.b64encode(forger.sign(deletion._canonical(body))).decode(),
+              "signature": base64.b64encode(forger.sign(deletion.certificate.canonical(body))).decode(),
               "public_key": base64.b64encode(forger.public_key().public_bytes(
                   serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()}
     forged_path = tmp_path / "forged.json"
-    forged_path.write_bytes(deletion._file_bytes(forged))
+    forged_path.write_bytes(deletion.certificate.file_bytes(forged))
     with pytest.raises(deletion.CertificateInvalid, match="different key"):
         deletion.verify_certificate(forged_path)
 
@@ -400,7 +404,7 @@ def test_a_run_that_died_midway_is_finished_by_the_next_and_certifies_both(data_
     warehouse_sha = _sha(paths().warehouse("acme"))
     deletion.request("acme", "test", "cli")
 
-    real_remove, calls = deletion._remove, []
+    real_remove, calls = deletion.steps._remove, []
 
     def dying_remove(path):
         calls.append(path)
@@ -408,7 +412,7 @@ def test_a_run_that_died_midway_is_finished_by_the_next_and_certifies_both(data_
             raise KeyboardInterrupt("killed")
         real_remove(path)
 
-    monkeypatch.setattr(deletion, "_remove", dying_remove)
+    monkeypatch.setattr(deletion.steps, "_remove", dying_remove)
     with pytest.raises(KeyboardInterrupt):
         deletion.run("acme", instance=instance)
     assert not paths().warehouse("acme").exists()
@@ -416,7 +420,7 @@ def test_a_run_that_died_midway_is_finished_by_the_next_and_certifies_both(data_
     assert deletion.is_deleting("acme")
     destroyed_at = next(e["ts"] for e in audit.entries() if e["detail"].get("step") == "destroy_keys")
 
-    monkeypatch.setattr(deletion, "_remove", real_remove)
+    monkeypatch.setattr(deletion.steps, "_remove", real_remove)
     cert = deletion.verify_certificate(deletion.run("acme", instance=instance))
     by_path = {i["path"]: i for i in cert.items}
     assert by_path["tenants/acme/warehouse.duckdb"]["sha256"] == warehouse_sha  # first attempt's

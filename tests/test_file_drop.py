@@ -8,9 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from cleargro_pipeline.security.pseudonyms import hmac_pseudonymiser
 from cleargro_pipeline.sources import contract, shopify_json
 from cleargro_pipeline.sources.file_drop import DropFileError, read_drop
-from cleargro_pipeline.sources.minimise import hmac_pseudonymiser, minimise
+from cleargro_pipeline.sources.minimise import minimise
 
 # The shared fixtures sit beside the checkout (as in conftest.py), read-only.
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "shopify"

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from test_cli import cleargro
 
 from cleargro_pipeline import bootstrap, warehouse
 from cleargro_pipeline.security import keys, verify_at_rest
-from cleargro_pipeline.settings import DBT_PROJECT_DIR
+from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
 INCREMENTAL = ("fct_orders", "fct_order_lines", "fct_daily_sales", "fct_daily_variant_sales")
 
@@ -71,13 +68,8 @@ def _line_load(tenant, line_id) -> str:
 
 
 def _full_refresh(tenant, target: Path):
-    with warehouse.dbt_session(tenant) as env:
-        run = subprocess.run(
-            [str(Path(sys.executable).with_name("dbt")), "build", "--full-refresh", "--target", "tenant",
-             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-             "--target-path", str(target), "--log-path", str(target)],
-            env={**os.environ, **env}, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-3000:]
+    run = tenant_dbt.run(tenant, ["build", "--full-refresh"], purpose="test", target=target)
+    assert run.returncode == 0, run.output[-3000:]
 
 
 def test_incremental_run_equals_full_refresh(data_dir, tmp_path, shopify_fixtures):

@@ -1,5 +1,4 @@
 import base64
-import json
 import os
 
 import pytest
@@ -55,9 +54,24 @@ def test_local_master_key_file_is_private(data_dir, monkeypatch):
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert len(keys.master_key()) == 32
     assert keys.ensure_local_master_key() == key_file  # idempotent: the key is not replaced
-    assert json.loads(json.dumps(key_file.read_text()))  # one line of base64
+    text = key_file.read_text()  # one line of base64 that decodes to 32 bytes
+    assert text.count("\n") == 1 and text.endswith("\n")
+    assert len(base64.b64decode(text.strip(), validate=True)) == 32
 
 
 def test_keys_are_never_replaced(tenant):
     with pytest.raises(keys.KeyUnavailable, match="refusing to replace"):
         keys.create_tenant_keys(tenant)
+
+
+def test_destroy_shreds_the_keys_and_an_interrupted_write(tenant):
+    key_file = paths().registry / tenant / "keys.json"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    interrupted = key_file.with_name(f".{key_file.name}.0123.tmp")  # as write_atomic names it
+    interrupted.write_bytes(key_file.read_bytes())
+    assert keys.destroy(tenant) is True
+    assert sorted(p.name for p in key_file.parent.iterdir()) == ["tenant.json"]
+    for kind in keys.KEY_KINDS:
+        with pytest.raises(keys.KeyUnavailable, match="no .* key is stored"):
+            keys.unwrap_tenant_key(tenant, kind, "test")
+    assert keys.destroy(tenant) is False  # nothing left: idempotent

@@ -7,8 +7,9 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from cleargro_pipeline.security.pseudonyms import hmac_pseudonymiser
 from cleargro_pipeline.sources import contract
-from cleargro_pipeline.sources.minimise import hmac_pseudonymiser, minimise, suppress_erased
+from cleargro_pipeline.sources.minimise import minimise, suppress_erased
 
 ORDERS = contract.table(contract.SHOP, "orders")
 CUSTOMERS = contract.table(contract.SHOP, "customers")

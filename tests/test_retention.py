@@ -45,13 +45,13 @@ def test_the_cut_is_midnight_utc_n_calendar_months_back():
 
 def test_the_setting_defaults_to_all_history_and_takes_whole_months(tenant):
     assert tenants.get(tenant).retention_months is None
-    assert retention.describe(tenant) == "all history kept"
+    assert retention.describe(tenants.get(tenant)) == "all history kept"
     for bad in (0, -3, 1.5, True, "12"):
         with pytest.raises(InvalidSetting, match="whole number of months"):
             retention.configure(tenant, bad)
     retention.configure(tenant, 18)
     assert tenants.get(tenant).retention_months == 18
-    assert retention.describe(tenant) == "18 months of raw history"
+    assert retention.describe(tenants.get(tenant)) == "18 months of raw history"
     assert _audit("tenant_configured")[-1]["detail"] == {"retention_months": 18}
     retention.configure(tenant, None)
     assert tenants.get(tenant).retention_months is None

@@ -20,6 +20,7 @@ import pytest
 
 from cleargro_pipeline import ingest, tenants, warehouse
 from cleargro_pipeline.controls import retention, scopes
+from cleargro_pipeline.security import keys
 from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.raw import contract_source
 from cleargro_pipeline.tenants import InvalidSetting
@@ -41,7 +42,7 @@ def test_default_scope_is_everything_and_old_tenant_files_load(tenant, data_dir)
     old = {k: v for k, v in json.loads(text).items()
            if k not in ("scopes", "retention_months", "disconnected_sources")}
     config.write_text(json.dumps(old))
-    scope = scopes.of(tenant)
+    scope = scopes.of(tenants.get(tenant))
     assert scope.everything and scope == scopes.EVERYTHING
     assert all(scope.restrict(t) is t for t in contract.TABLES)
     assert tenants.get(tenant).retention_months is None
@@ -90,13 +91,13 @@ def test_shopper_level_data_is_the_customers_table_and_the_shopper_pseudonyms():
 
 
 def test_describe_says_what_is_read_and_kept(tenant):
-    lines = scopes.describe(tenant)
+    lines = scopes.describe(tenants.get(tenant))
     assert lines[0] == "sources read: all (shop, ga4, google_ads, app)"
     assert lines[1].startswith("shopper-level data: kept as keyed pseudonyms (raw_shop.customers")
     assert lines[-1] == "retention: all history kept"
     scopes.configure(tenant, NO_SHOPPERS)
     tenants.set_retention_months(tenant, 12)
-    lines = scopes.describe(tenant)
+    lines = scopes.describe(tenants.get(tenant))
     assert lines[0] == "sources read: shop, ga4; not read: google_ads, app"
     assert lines[1] == ("shop tables read: products, product_variants, orders, order_line_items, "
                         "order_refund_line_items; not read: inventory_items, inventory_levels, "
@@ -224,7 +225,7 @@ def test_a_scoped_load_stores_no_disallowed_source_table_column_or_pseudonym(ten
                     incidents=plan.incidents, tenant=plan.tenant)
     ids = pa.chunked_array([chunk.column("customer_id").drop_null()
                             for chunk in shop.iter_table("raw_shop", "orders")])
-    canaries = ingest.tenant_pseudonymiser(tenant)(pc.unique(ids)).to_pylist()
+    canaries = keys.pseudonymiser(tenant, "ingest")(pc.unique(ids)).to_pylist()
     assert len(canaries) > 1000 and all(len(c) == 64 for c in canaries)
     assert _cells_matching(tenant, canaries) == {}
 

@@ -31,7 +31,6 @@ from cleargro_pipeline.privacy import request_log, shoppers
 from cleargro_pipeline.security import audit, keys, secret_store, verify_at_rest
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources.contract import TABLES
-from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
 from cleargro_pipeline.warehouse import ALIAS, open_warehouse
 
 TENANT = "demo"
@@ -70,8 +69,7 @@ def picked(env) -> dict[str, Shopper]:
     `erased` and `redacted` are returning shoppers (several orders), `exported` and
     `requested` have orders too."""
     ids = [int(i) for i in customer_ids(range(400))]
-    pseudonymise = hmac_pseudonymiser(keys.unwrap_tenant_key(TENANT, "pseudonym", "test"),
-                                      namespace=TENANT)
+    pseudonymise = keys.pseudonymiser(TENANT, "test")
     pseudonyms = pseudonymise(pa.array([str(i) for i in ids], pa.string())).to_pylist()
     with open_warehouse(TENANT, purpose="test", read_only=True) as conn:
         orders = dict(_q(conn, "select customer_pseudonym, count(*) from raw_shop.orders "
@@ -133,10 +131,7 @@ def test_pseudonym_columns_cover_every_column_holding_pseudonyms(env):
     assert holding == {(t, c) for t, cols in listed.items() for c in cols}
 
 
-def test_dbt_arguments_are_the_scheduled_runs(env):
-    from cleargro_pipeline.defs.transformation import dbt_build_args
-
-    assert shoppers.dbt_build_args(TENANT) == dbt_build_args(TENANT)
+def test_erasure_rebuilds_everything_downstream_of_pseudonym_holders(env):
     assert {"source:shop.orders+", "source:shop.customers+", "source:app.app_events+"} == \
         set(shoppers.rebuild_selection())
 
@@ -539,7 +534,7 @@ def test_restoring_a_backup_from_before_the_erasure_erases_again(env, picked, er
     """The backup taken just before the first erasure still holds that shopper (and the
     webhook-redacted one): restored, both are erased again at once, and the other shoppers
     of the backup are back as they were."""
-    report = backups.restore(TENANT, erased.backup_id)
+    report = shoppers.restore_backup(TENANT, erased.backup_id)
     assert report.backup_id == erased.backup_id
     gone = [erased.shopper.pseudonym, picked["redacted"].pseudonym]
     with open_warehouse(TENANT, purpose="test", read_only=True) as conn:

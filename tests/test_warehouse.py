@@ -175,3 +175,45 @@ def test_rewrite_drops_deleted_bytes_and_keeps_live_data(tenant):
             (4999, sum(range(5000)) - 1234)
     assert not list(paths().tenant_dir(tenant).glob("*.rewrite*"))
     warehouse.check_file(tenant, paths().warehouse(tenant))  # still encrypted
+
+
+def test_wrong_key_is_a_type_callers_can_catch(filled, tenant):
+    tenants.add("other")
+    other_file = paths().warehouse("other")
+    other_file.parent.mkdir(parents=True)
+    shutil.copy(filled, other_file)
+    with pytest.raises(warehouse.WrongKey):
+        with warehouse.open_warehouse("other", purpose="query", read_only=True):
+            pass
+
+
+def test_exists_and_a_failed_transaction_leaves_nothing(tenant):
+    assert not warehouse.exists(tenant)
+    with warehouse.open_warehouse(tenant, purpose="test") as conn:
+        conn.execute("create table t (i int)")
+        with pytest.raises(ZeroDivisionError):
+            with warehouse.transaction(conn):
+                conn.execute("insert into t values (1)")
+                1 / 0
+        with warehouse.transaction(conn):
+            conn.execute("insert into t values (2)")
+        assert conn.execute("select list(i) from t").fetchone()[0] == [2]
+    assert warehouse.exists(tenant)
+
+
+def test_deletion_waits_for_writers_and_readers_for_the_time_configured_now(filled, tenant,
+                                                                           monkeypatch):
+    monkeypatch.setenv("CLEARGRO_LOCK_TIMEOUT_S", "0")  # read when used, never at import
+    with warehouse.open_warehouse(tenant, purpose="query", read_only=True):
+        with pytest.raises(warehouse.WarehouseError, match="busy"):
+            with warehouse.wait_for_writers(tenant):
+                pass
+    with warehouse.wait_for_writers(tenant) as held:
+        assert held
+        with pytest.raises(warehouse.WarehouseError, match="busy"):
+            with warehouse.open_warehouse(tenant, purpose="query", read_only=True):
+                pass
+    tenants.add("fresh")  # no warehouse, no lock file: nothing to wait for, nothing created
+    with warehouse.wait_for_writers("fresh") as held:
+        assert not held
+    assert not paths().tenant_dir("fresh").exists()

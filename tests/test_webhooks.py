@@ -7,7 +7,6 @@ import http.client
 import json
 import logging
 import os
-import sys
 import threading
 import types
 import uuid
@@ -23,7 +22,7 @@ from cleargro_pipeline.privacy.request_log import (
     CUSTOMERS_REDACT,
     SHOP_REDACT,
 )
-from cleargro_pipeline.security import audit, secret_store
+from cleargro_pipeline.security import audit, keys, secret_store
 from tests.delivery_servers import free_port
 
 SHOP = "acme.myshopify.com"
@@ -101,15 +100,14 @@ def shop_tenant(tenant: str) -> str:
 
 @pytest.fixture
 def deletions(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
-    """A stand-in for cleargro_pipeline.controls.deletion, whatever state the real one is in."""
+    """A stand-in for the tenant deletion queue the webhooks hand `shop/redact` to."""
     calls: list[tuple] = []
 
     def request(tenant: str, reason: str, source: str) -> dict[str, str]:
         calls.append((tenant, reason, source))
         return {"request_id": f"del_{len(calls)}"}
 
-    monkeypatch.setitem(sys.modules, "cleargro_pipeline.controls.deletion",
-                        types.SimpleNamespace(request=request))
+    monkeypatch.setattr(webhooks, "deletion", types.SimpleNamespace(request=request))
     return calls
 
 
@@ -154,9 +152,7 @@ def test_signed_webhook_is_recorded_without_direct_identifiers(endpoint: Endpoin
     # The pseudonym is the warehouse's own: the key to finding the shopper's rows.
     import pyarrow as pa
 
-    from cleargro_pipeline.ingest import tenant_pseudonymiser
-
-    warehouse_pseudonym = tenant_pseudonymiser("acme")(pa.array([CUSTOMER_ID]))[0].as_py()
+    warehouse_pseudonym = keys.pseudonymiser("acme", "ingest")(pa.array([CUSTOMER_ID]))[0].as_py()
     assert request.customer_pseudonym == warehouse_pseudonym
     if topic == CUSTOMERS_REDACT:
         assert request.orders_to_redact == (299938, 280263)
@@ -172,15 +168,18 @@ def test_shop_redact_is_handed_to_the_deletion_queue_once(endpoint: Endpoint, de
     assert (request.status, request.detail) == ("handed_off", "deletion requested: del_1")
 
 
-def test_shop_redact_without_deletion_module_stays_pending_and_retries(
+def test_shop_redact_whose_deletion_request_fails_stays_pending_and_retries(
         app_secret: str, shop_tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "cleargro_pipeline.controls.deletion", None)  # not importable
+    def unavailable(tenant: str, reason: str, source: str) -> None:
+        raise OSError("the deletion queue cannot be written")
+
+    monkeypatch.setattr(webhooks, "deletion", types.SimpleNamespace(request=unavailable))
     server = Endpoint()
     try:
         assert server.deliver(SHOP_REDACT, payload(SHOP_REDACT), webhook_id="wh-shop") == 200
         [request] = request_log.pending(SHOP_REDACT)
         calls: list[str] = []
-        monkeypatch.setitem(sys.modules, "cleargro_pipeline.controls.deletion", types.SimpleNamespace(
+        monkeypatch.setattr(webhooks, "deletion", types.SimpleNamespace(
             request=lambda tenant, reason, source: calls.append(tenant)))
         # Shopify's retry of the same delivery completes the hand-off.
         assert server.deliver(SHOP_REDACT, payload(SHOP_REDACT), webhook_id="wh-shop") == 200

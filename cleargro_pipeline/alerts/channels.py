@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from cleargro_pipeline.alerts.model import SEVERITIES, Alert, format_value, severity_rank
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.security import secret_store
+from cleargro_pipeline.security.tls import tls_context
 
 KINDS = ("webhook", "email")
 TIMEOUT_S = 10.0
@@ -143,13 +144,6 @@ class SmtpSettings:
             raise InvalidSmtpSettings("CLEARGRO_SMTP_SENDER is not a single plain address")
         return cls(host, int(port), os.environ.get("CLEARGRO_SMTP_USERNAME") or None,
                    sender=sender, ca_file=os.environ.get("CLEARGRO_SMTP_CA_FILE") or None)
-
-
-def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """Verifying client context that refuses anything below TLS 1.2."""
-    context = ssl.create_default_context(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 def _error_text(error: BaseException) -> str:

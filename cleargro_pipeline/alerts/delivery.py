@@ -1,26 +1,9 @@
 """At-least-once alert delivery: a delivery log inside the tenant's warehouse, and the dispatcher.
-
-Every message to a channel is first written to `alerts.deliveries` under its
-idempotency key, then sent, then marked sent. Each step is its own committed
-statement:
-
-    pending --> sending --(receiver accepted: 2xx / 250)--> sent
-                   |  ^
-           (error) v  | (next_attempt_at has passed)
-                  failed
-
-'sending' is committed before the network call.
-
-A process that dies after sending but before recording 'sent' leaves the row at
-'sending'; the next dispatch resends it with the same key, and the receiver drops
-the duplicate (`Idempotency-Key` header, `Message-ID`). Rows are never deleted, so
-nothing is dropped. This relies on the tenant's writer lock (`open_warehouse`): only
-one dispatcher runs per tenant, so a 'sending' row at the start of a dispatch is
-always one whose sender died.
-
-The rows keep a snapshot of the alerts they carry (inside the encrypted warehouse),
-so a retry sends exactly what was first sent, even when the caller no longer passes
-that alert.
+Every message to a channel is written to `alerts.deliveries` under its idempotency key, marked
+'sending' (committed) before the network call, then 'sent' or 'failed' with a backoff; a row
+left at 'sending' by a dispatcher that died is resent with the same key, which the receiver uses
+to drop the duplicate. The state machine and why one dispatcher per tenant suffices:
+`alerts/README.md`.
 """
 
 from __future__ import annotations
@@ -37,6 +20,7 @@ import duckdb
 from cleargro_pipeline.alerts.channels import Channel, DeliveryFailed, SmtpSettings, as_float, send
 from cleargro_pipeline.alerts.model import Alert
 from cleargro_pipeline.security import audit
+from cleargro_pipeline.warehouse import transaction
 
 BACKOFF_BASE_S = 60
 BACKOFF_CAP_S = 3600
@@ -161,8 +145,7 @@ def _take_digest(conn, tenant: str, channel: Channel, now: datetime) -> None:
     if not queued:
         return  # an empty digest is not sent
     # Row and queue hand-over in one transaction: an alert is in exactly one digest.
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         conn.execute(
             "insert into alerts.deliveries (delivery_key, channel_id, alert_ids, digest_date, "
             "status, attempts, created_at, payload) values (?, ?, ?, ?, 'pending', 0, ?, ?)",
@@ -171,10 +154,6 @@ def _take_digest(conn, tenant: str, channel: Channel, now: datetime) -> None:
         conn.execute("update alerts.digest_queue set delivery_key = ? where channel_id = ? "
                       "and alert_id in (select unnest(?))",
                       [key, channel.channel_id, [a for a, _ in queued]])
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
 
 
 # --- sending: the protocol ----------------------------------------------------------------

@@ -6,6 +6,7 @@ messages may quote data, so only the class is taken from them.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,17 +14,16 @@ import dagster as dg
 
 from cleargro_pipeline import tenants
 from cleargro_pipeline.alerts.store import Detection
+from cleargro_pipeline.controls import deletion
+from cleargro_pipeline.sources import contract
 
 STALE_AFTER = timedelta(hours=36)
 CRITICAL_STALE_AFTER = timedelta(hours=72)
 WATCHED_JOBS = ("tenant_refresh", "weekly_reports", "monthly_reports")
-TENANT_TAG = "cleargro/tenant"  # = orchestration.jobs.TENANT_TAG (kept import-free of it)
 CREDENTIALS_ERROR = "CredentialsRejected"
 
 
 def dagster_url() -> str:
-    import os
-
     return os.environ.get("CLEARGRO_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
 
 
@@ -34,8 +34,6 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
     without new rows (a quiet source is not a stale one). A source never synced counts from
     the day the tenant was registered.
     """
-    from cleargro_pipeline.controls import deletion
-
     if deletion.is_deleting(tenant):
         return []  # its syncs are stopped on purpose
     found = []
@@ -58,12 +56,18 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
     return found
 
 
-def _last_sync(instance: dg.DagsterInstance, tenant: str, system: str) -> datetime | None:
-    from cleargro_pipeline.defs.ingestion import RAW_ASSETS_BY_SYSTEM
+def sync_marker(system: str) -> dg.AssetKey:
+    """The raw asset whose materialization for a tenant marks a sync of `system`: a load records
+    every raw table of its system, with or without new rows, so its first contract table serves.
+    Raw assets are keyed by warehouse schema and table (the asset-graph snapshot test guards it)."""
+    table = contract.tables_of(system)[0]
+    return dg.AssetKey([table.dataset, table.name])
 
-    key = next(iter(RAW_ASSETS_BY_SYSTEM[system].keys))
+
+def _last_sync(instance: dg.DagsterInstance, tenant: str, system: str) -> datetime | None:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[tenant]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=sync_marker(system), asset_partitions=[tenant]),
+        limit=1).records
     return (datetime.fromtimestamp(records[0].timestamp, timezone.utc) if records else None)
 
 
@@ -73,7 +77,7 @@ def failed_runs(instance: dg.DagsterInstance, tenant: str) -> list[Detection]:
     found = []
     for job in WATCHED_JOBS:
         runs = instance.get_runs(dg.RunsFilter(
-            job_name=job, tags={TENANT_TAG: tenant},
+            job_name=job, tags=tenants.run_tags(tenant),
             statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=1)
         if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:
             found.extend(_failure(instance, tenant, job, runs[0]))
@@ -114,8 +118,6 @@ def _root_class(error: Any) -> str:
 def overdue_deletion(tenant: str, now: datetime) -> list[Detection]:
     """`deletion_overdue` while the tenant's deletion request is not completed 25 days after it
     was made (the policy promises 30)."""
-    from cleargro_pipeline.controls import deletion
-
     found = []
     for late in deletion.overdue(now):
         if late.tenant != tenant:

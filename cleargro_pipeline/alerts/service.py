@@ -18,6 +18,7 @@ from cleargro_pipeline.alerts.channels import SmtpSettings
 from cleargro_pipeline.alerts.model import BUSINESS_TYPES, PLATFORM_TYPES, Alert
 from cleargro_pipeline.alerts.store import Detection
 from cleargro_pipeline.security import audit
+from cleargro_pipeline.settings import lock_timeout_s
 
 _DETECTION_COLUMNS = ("alert_type", "severity", "entity_type", "entity_id", "metric",
                       "observed", "expected", "episode_start", "for_date", "message")
@@ -33,10 +34,11 @@ class AlertRun:
 
 
 def run(tenant: str, *, instance: dg.DagsterInstance | None = None, now: datetime | None = None,
-        lock_timeout: float = warehouse.LOCK_TIMEOUT_S) -> AlertRun:
+        lock_timeout: float | None = None) -> AlertRun:
     """Evaluate and dispatch. Without `instance` the platform checks are skipped (their
-    alerts are then neither raised nor resolved)."""
+    alerts are then neither raised nor resolved). `lock_timeout` defaults to the setting."""
     now = now or datetime.now(timezone.utc)
+    lock_timeout = lock_timeout_s() if lock_timeout is None else lock_timeout
     channels = routing.channels(tenant)
     found, evaluated = [], []
     if instance is not None:

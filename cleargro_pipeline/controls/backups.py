@@ -1,31 +1,6 @@
-"""Tenant backups: byte-for-byte copies of a tenant's encrypted warehouse, verified on restore.
-
-A backup is `data/backups/<tenant>/<id>.duckdb`, the tenant's warehouse file copied
-after a checkpoint while the tenant's writer lock is held, plus `<id>.json`, its
-manifest. The id is the UTC time it was taken (`20261129T120501Z`; `-2`, `-3` ... if
-that second is taken already). The copy is never decrypted nor re-encrypted: it
-stays AES-256-GCM under the tenant's own data key, so only that key opens it and
-crypto-shredding the key makes every backup of the tenant unreadable too. Nothing a
-master key alone can open is written.
-
-The manifest holds numbers only: id, tenant, time, reason, file size and SHA-256,
-and per table (`schema.table`) its row count and a content checksum computed by
-DuckDB over every column of every row (`sum(hash(columns...))`, order-independent,
-duplicates counted). The checksums are computed on the copy itself, in the same
-locked session, so they describe exactly the file that was kept.
-
-`restore` checks the file's SHA-256 against the manifest before anything else,
-then, holding the writer lock, stages a copy in the tenant's folder, opens it
-read-only with the tenant's key (a backup of another tenant does not open), checks
-every table's row count and checksum, keeps the warehouse it is about to replace
-as a `pre-restore` backup (nothing is lost; it is encrypted as it was and purged
-like any backup), and swaps the staged file in with `os.replace`. Any refusal
-leaves the warehouse as it was.
-
-`purge` deletes backups older than the retention window (90 days) in every tenant
-folder, pre-restore backups included. Every step is audited with ids, counts and
-sizes, never values or keys; files and manifests are mode 0600 and fsynced.
-"""
+"""Tenant backups: byte-for-byte copies of a tenant's encrypted warehouse (still under its own
+data key), with a manifest of row counts and checksums, verified on restore and purged after
+90 days. The design (manifest, restore checks, purge) is in `controls/README.md`."""
 
 from __future__ import annotations
 
@@ -276,12 +251,13 @@ def _utc(now: datetime | None) -> datetime:
 
 
 def take(tenant: str, *, reason: str = "manual", now: datetime | None = None,
-         lock_timeout: float = warehouse.LOCK_TIMEOUT_S) -> Backup:
-    """Back up the tenant's warehouse now; returns the backup (its id is the UTC time)."""
-    tenants.get(tenant)
+         lock_timeout: float | None = None) -> Backup:
+    """Back up the tenant's warehouse now; returns the backup (its id is the UTC time).
+    `lock_timeout`: how long to wait for the tenant's writer (None: the configured time)."""
+    tenants.require(tenant)
     taken_at = _utc(now)
     with warehouse.writer_lock(tenant, lock_timeout=lock_timeout):
-        if not paths().warehouse(tenant).exists():
+        if not warehouse.exists(tenant):
             raise BackupError(f"tenant '{tenant}' has no warehouse yet; nothing to back up")
         return _take_locked(tenant, taken_at=taken_at, reason=reason)
 
@@ -336,7 +312,7 @@ def _keep(tenant: str, source: Path, *, taken_at: datetime, reason: str, verify:
 
 def list_backups(tenant: str) -> list[Backup]:
     """The tenant's backups, newest first; `problem` flags a missing or mismatched file."""
-    tenants.get(tenant)
+    tenants.require(tenant)
     folder = backups_dir(tenant)
     if not folder.exists():
         return []
@@ -358,9 +334,12 @@ def _find(tenant: str, backup_id: str) -> Backup:
 
 
 def restore(tenant: str, backup_id: str, *, now: datetime | None = None,
-            lock_timeout: float = warehouse.LOCK_TIMEOUT_S) -> RestoreReport:
-    """Replace the tenant's warehouse with a verified backup; the replaced one is kept as a backup."""
-    tenants.get(tenant)
+            lock_timeout: float | None = None) -> RestoreReport:
+    """Replace the tenant's warehouse with a verified backup; the replaced one is kept as a backup.
+
+    Restore through `privacy.shoppers.restore_backup`, which also erases again the shoppers
+    whose redaction the backup predates."""
+    tenants.require(tenant)
     backup = _find(tenant, backup_id)
     where = f"tenant '{tenant}': backup {backup_id}"
     if backup.problem == "manifest is unreadable" or backup.tenant != tenant or backup.id != backup_id:
@@ -382,10 +361,6 @@ def restore(tenant: str, backup_id: str, *, now: datetime | None = None,
     audit.append("backup_restored", tenant=tenant, backup_id=backup_id, tables=len(backup.tables),
                  rows=backup.rows, size=backup.size, checksums_compared=checksums_compared,
                  pre_restore_backup=safety.id if safety else None)
-    # A backup older than a shopper's erasure still holds that shopper: erase them again.
-    from cleargro_pipeline.privacy import shoppers
-
-    shoppers.reapply_erasures(tenant)
     return RestoreReport(tenant=tenant, backup_id=backup_id, tables_verified=len(backup.tables),
                          rows_verified=backup.rows, checksums_compared=checksums_compared,
                          safety_backup=safety)
@@ -405,11 +380,11 @@ def _restore_locked(tenant: str, backup: Backup, src: BinaryIO,
         try:
             with warehouse.open_file(tenant, staged, purpose="restore", read_only=True) as conn:
                 actual = table_checksums(conn)
+        except warehouse.WrongKey:
+            raise RestoreRefused(f"{where} does not open with tenant '{tenant}''s data key: it "
+                                 "is not a backup of this tenant's warehouse (another tenant's "
+                                 "backup never opens); nothing was restored") from None
         except warehouse.WarehouseError as error:
-            if "wrong data key" in str(error):
-                raise RestoreRefused(f"{where} does not open with tenant '{tenant}''s data key: it "
-                                     "is not a backup of this tenant's warehouse (another tenant's "
-                                     "backup never opens); nothing was restored") from None
             raise CorruptBackup(f"{where} is damaged ({error}); nothing was restored") from None
         except duckdb.Error as error:  # a block fails its AES-GCM tag or checksum while read
             raise CorruptBackup(f"{where} is damaged: reading its tables failed "

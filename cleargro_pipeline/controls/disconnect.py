@@ -1,35 +1,9 @@
-"""Disconnecting a source from a tenant (`cleargro disconnect --tenant T --source S`).
-
-Credentials of a tenant's sources live in the secret store, scope = the tenant, under
-`source.<source>.<field>`:
-
-| source | names | revocation |
-| --- | --- | --- |
-| shop | `source.shop.access_token` (the offline Admin API token) | none here: Shopify revokes an offline token when the merchant uninstalls the app; we delete our copy and say so |
-| ga4 | `source.ga4.refresh_token` (and `.access_token` if cached) | OAuth: every `*refresh_token` / `*access_token` is revoked at Google (oauth.revoke), refresh tokens first |
-| google_ads | `source.google_ads.refresh_token` (and `.access_token`), `source.google_ads.developer_token`, `source.google_ads.login_customer_id` | the OAuth tokens are revoked; the rest is deleted |
-
-`disconnect(tenant, source)`:
-
-1. stops syncing: the source's `kind` is removed from the tenant (other settings such as the
-   shop domain, which privacy webhooks need, stay) and the disconnection is recorded in
-   `disconnected_sources` with its time; scheduled runs skip it from then on and synced loads
-   refuse it until it is configured again;
-2. revokes each OAuth token at the provider and deletes it right after, then deletes the
-   other credentials (a failed revocation stops here with the token kept, so running the
-   disconnect again retries it; nothing is half-deleted);
-3. audits `source_disconnected` (names of the credentials, never values);
-4. with `delete_data`: drops `raw_<source>` and `raw_<source>_staging` (dlt's state included,
-   so a later reconnection loads from scratch) and, for the shop, the dbt snapshots copying
-   its tables; rebuilds every model downstream of the source with `--full-refresh` (staging
-   reads a missing raw table as an empty relation, so the project still builds and the
-   source's marts end up empty); rewrites the warehouse file so the bytes are gone; audits
-   `source_data_deleted`.
-
-Every step is idempotent: a disconnect that failed midway is finished by running it again.
-Not touched: stored reports (documents already produced), the opportunity history
-(`insights.opportunity_history`, never rebuilt by dbt), backups (they expire on their own
-schedule) and exports already handed out.
+"""Disconnecting a source from a tenant (`cleargro disconnect --tenant T --source S`): syncing
+stops first, the source's OAuth tokens are revoked at the provider (`oauth.revoke`) and every
+stored credential deleted, and with `delete_data` its raw schemas (and the snapshots copying
+them) are dropped, the models downstream rebuilt and the file rewritten. Every step is
+idempotent and audited without values. Which credential is revoked how, and what is not
+touched: `controls/README.md`.
 """
 
 from __future__ import annotations
@@ -38,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cleargro_pipeline import tenants
-from cleargro_pipeline.controls import oauth
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.controls import oauth, retention
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.security import audit, secret_store
 
@@ -171,11 +145,7 @@ def disconnect(tenant: str, source: str, *, delete_data: bool = False,
 def delete_source_data(tenant: str, source: str) -> tuple[list[str], bool, int | None]:
     """Drop the source's raw schemas (and the snapshots copying them), rebuild what depends
     on it, rewrite the file. Returns (dropped, rebuilt, new file size)."""
-    from cleargro_pipeline import warehouse
-    from cleargro_pipeline.controls import retention
-    from cleargro_pipeline.settings import paths
-
-    if not paths().warehouse(tenant).exists():
+    if not warehouse.exists(tenant):
         return [], False, None
     dropped: list[str] = []
     with warehouse.open_warehouse(tenant, purpose=PURPOSE) as conn:

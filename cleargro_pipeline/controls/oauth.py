@@ -18,8 +18,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from cleargro_pipeline.alerts.channels import tls_context
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security.tls import tls_context
 
 GOOGLE_REVOKE_ENDPOINT = "https://oauth2.googleapis.com/revoke"
 TIMEOUT_S = 15

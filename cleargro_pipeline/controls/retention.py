@@ -1,51 +1,15 @@
-"""Retention: a per-tenant window of raw history, enforced by a scheduled job.
-
-A tenant's `retention_months` (tenant.json; None = keep all history, the default) says how
-many months of raw data we keep. `apply(tenant)` cuts everything older than the window:
-
-- the **cut** is midnight UTC of the day N calendar months before today (`now`): rows of
-  that day and later stay;
-- event and daily tables lose the rows whose time is before the cut, by the column below
-  (the contract's cursor, except where the cursor is a modification time and the business
-  time is another column):
-
-  | table | time of a row |
-  | --- | --- |
-  | raw_shop.orders | `coalesce(processed_at, created_at)`: the order day the marts use (the cursor `updated_at` moves when an old order is refunded, which would keep it) |
-  | raw_shop.order_line_items, order_refund_line_items | their order's time: they go with their order (refunds count on their order's day); without their order in the table, `order_updated_at` |
-  | raw_shop.customers | `updated_at` (the last change of the shopper, e.g. their last order) |
-  | raw_ga4.* | `date` |
-  | raw_google_ads.* | `segments_date` |
-  | raw_app.app_events | `ts` |
-
-- interval histories (`raw_shop.variant_price_history`, `inventory_level_history`, rows "from
-  valid_from on, the value was ...") lose every version that ended before the cut; the version
-  in force at the cut keeps its value with `valid_from` moved to the cut. The dbt snapshots
-  extending them (`snapshots.snap_shop__*`) are cut the same way on `dbt_valid_from/_to`;
-- **kept whole** (no time of their own: current state, which sales inside the window join to):
-  `raw_shop.products`, `product_variants`, `inventory_items`, `inventory_levels`, `locations`;
-- dlt's transient merge copies (`raw_*_staging`) are emptied; dlt's own `_dlt_*` tables stay
-  (their incremental cursors keep the next load from fetching the cut rows again).
-
-Then the models reading the cut sources are rebuilt with `--full-refresh` (incremental marts
-would otherwise keep rows built from the deleted ones) and `warehouse.rewrite` makes the cut
-physical. Stored reports (`reports.documents`), the alert lifecycle (`insights.alerts`) and
-the opportunity history (`insights.opportunity_history`, which dbt never rebuilds) are not
-touched: reports already produced stay byte for byte what they were.
-
-A marker file in the tenant's folder survives a crash between the cut and the rewrite, so the
-next run rebuilds and rewrites even though there is nothing left to delete.
+"""Retention: a per-tenant window of raw history, enforced by a scheduled job. `apply(tenant)`
+cuts raw rows older than the tenant's `retention_months` (each table by the time of its rows;
+interval histories and snapshots clamped at the cut; current-state tables kept whole), rebuilds
+the models reading the cut sources with `--full-refresh` and rewrites the warehouse file so the
+cut is physical; a marker file carries an unfinished cut over a crash. The table-by-table rules
+and what is never touched: `controls/README.md`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -53,11 +17,12 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from cleargro_pipeline import tenants
+from cleargro_pipeline import tenants, warehouse
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.security import audit
-from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
+from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import contract
+from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
 PURPOSE = "retention"
 
@@ -86,6 +51,8 @@ OVERRIDES = {ORDERS: ORDER_TIME, "raw_shop.customers": "updated_at"}
 
 
 def _column(api_name: str) -> str:
+    # Start-up cost: sources.raw imports dlt (about 1 s), and `cleargro tenants` imports this
+    # module only to describe and configure the window.
     from cleargro_pipeline.sources.raw import column_name
 
     return column_name(api_name)
@@ -134,9 +101,8 @@ def tenants_due() -> list[str]:
             if t.retention_months is not None or _marker(t.name).exists()]
 
 
-def describe(tenant: tenants.Tenant | str) -> str:
-    config = tenants.get(tenant) if isinstance(tenant, str) else tenant
-    months = config.retention_months
+def describe(tenant: tenants.Tenant) -> str:
+    months = tenant.retention_months
     return f"{months} months of raw history" if months else "all history kept"
 
 
@@ -165,30 +131,23 @@ def _marker(tenant: str) -> Path:
 
 def apply(tenant: str, *, now: datetime | None = None, rebuild: bool = True) -> RetentionReport:
     """Cut the tenant's raw history to its window, rebuild its models and rewrite the file."""
-    from cleargro_pipeline import warehouse
-
     started = time.monotonic()
     config = tenants.get(tenant)
     report = RetentionReport(tenant, config.retention_months, kept_whole=kept_tables())
     pending = _marker(tenant)
     if config.retention_months is None and not pending.exists():
         return report
-    if not paths().warehouse(tenant).exists():
+    if not warehouse.exists(tenant):
         return report
     touched: set[str] = set()
     if config.retention_months is not None:
         report.cutoff = cutoff(config.retention_months, now)
-        with warehouse.open_warehouse(tenant, purpose=PURPOSE) as conn:
-            conn.execute("begin")
-            try:
-                _cut(conn, report.cutoff, report)
-                if report.changed:
-                    pending.parent.mkdir(parents=True, exist_ok=True)
-                    pending.write_text(json.dumps(_sources_of(report)))
-                conn.execute("commit")
-            except BaseException:
-                conn.execute("rollback")
-                raise
+        with warehouse.open_warehouse(tenant, purpose=PURPOSE) as conn, \
+                warehouse.transaction(conn):
+            _cut(conn, report.cutoff, report)
+            if report.changed:
+                pending.parent.mkdir(parents=True, exist_ok=True)
+                pending.write_text(json.dumps(_sources_of(report)))
     if pending.exists():
         touched = set(json.loads(pending.read_text() or "[]"))
         if rebuild:
@@ -211,8 +170,6 @@ def _sources_of(report: RetentionReport) -> list[str]:
 
 
 def _tables(conn: Any) -> set[str]:
-    from cleargro_pipeline import warehouse
-
     return {f"{s}.{t}" for s, t in conn.execute(
         "select schema_name, table_name from duckdb_tables() where database_name = ?",
         [warehouse.ALIAS]).fetchall()}
@@ -309,9 +266,7 @@ def _cut_intervals(conn: Any, qualified: str, keys: tuple[str, ...], start: str,
 
 def has_models(tenant: str) -> bool:
     """Whether dbt has built the tenant's models (a freshly imported tenant has raw data only)."""
-    from cleargro_pipeline import warehouse
-
-    if not paths().warehouse(tenant).exists():
+    if not warehouse.exists(tenant):
         return False
     with warehouse.open_warehouse(tenant, purpose=PURPOSE, read_only=True) as conn:
         return bool(conn.execute(
@@ -325,37 +280,16 @@ def rebuild_models(tenant: str, sources: Iterable[str], *, full_refresh: bool = 
     with the tenant's vars, holding the writer's turn. Returns False, doing nothing, when the
     tenant has no models yet (`if_built`). A model whose raw table is gone builds from an
     empty relation (macros/raw_source.sql)."""
-    from cleargro_pipeline import warehouse
-
     selectors = [f"source:{s}+" for s in sorted(set(sources))]
     if not selectors or (if_built and not has_models(tenant)):
         return False
-    work = paths().tenant_work(tenant) / "dbt" / f"rebuild-{uuid.uuid4().hex}"
-    args = ["build", "--select", *selectors, "--vars", json.dumps(tenants.dbt_vars(tenant)),
-            "--exclude-resource-type", "unit_test",
-            *(["--full-refresh"] if full_refresh else []),
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target-path", str(work / "target"), "--log-path", str(work / "logs")]
-    try:
-        with warehouse.dbt_session(tenant) as env:
-            completed = subprocess.run(
-                [str(Path(sys.executable).with_name("dbt")), *args],
-                env={**os.environ, **env, "DBT_LOG_PATH": str(work / "logs")},
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-        if completed.returncode != 0:
-            raise RebuildFailed(f"tenant '{tenant}': dbt rebuild of {' '.join(selectors)} failed "
-                                f"(exit {completed.returncode}) at {_failed_nodes(work)}; rerun "
-                                f"`cleargro dbt --tenant {tenant} -- build --full-refresh "
-                                f"--select {' '.join(selectors)}` to see why")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    args = [*tenant_dbt.build_args(tenant), "--select", *selectors,
+            *(["--full-refresh"] if full_refresh else [])]
+    rebuilt = tenant_dbt.run(tenant, args, purpose="rebuild")
+    if rebuilt.returncode != 0:
+        raise RebuildFailed(f"tenant '{tenant}': dbt rebuild of {' '.join(selectors)} failed "
+                            f"(exit {rebuilt.returncode}) at "
+                            f"{', '.join(rebuilt.failed) or 'an unknown step'}; rerun "
+                            f"`cleargro dbt --tenant {tenant} -- build --full-refresh "
+                            f"--select {' '.join(selectors)}` to see why")
     return True
-
-
-def _failed_nodes(work: Path) -> str:
-    try:
-        results = json.loads((work / "target" / "run_results.json").read_text())["results"]
-    except (OSError, ValueError, KeyError):
-        return "an unknown step"
-    failed = [r.get("unique_id", "?") for r in results if r.get("status") in ("error", "fail")]
-    return ", ".join(failed) or "an unknown step"

@@ -1,40 +1,20 @@
 """Per-tenant data scopes: what Cleargro may read from a merchant's sources, enforced at extraction.
-
-A tenant's `scopes` setting (tenant.json; every key optional, `{}` = everything the
-raw-table contract allows):
-
-    {"sources": ["shop", "ga4"],                       # sources we may read at all
-     "tables": {"shop": ["orders", "order_line_items"]},  # tables we may read, per source
-     "shopper_level": false}                            # keep nothing per shopper
-
-- `sources`: a source not listed is never loaded, neither by a sync nor by a file drop.
-- `tables`: for a source named here only the listed raw tables are read; a source not named
-  here keeps all its tables.
-- `shopper_level` (default true): false means no data about an individual shopper is kept at
-  all. The tables keyed by a shopper (`raw_shop.customers`) are not read, and every column that
-  holds a shopper pseudonym (`raw_shop.orders.customer_pseudonym`) leaves the table's schema
-  before minimisation, so no pseudonym is ever computed, staged by dlt or stored (staging reads
-  the column as a typed NULL). Orders stay order rows without any link to a shopper: the marts
-  aggregate them per day, so "orders aggregated per day only" is `shopper_level: false`
-  (optionally with `tables` narrowing the shop to orders, order lines and refunds).
-  Shopper-level means the shop's customers: `raw_app.app_events.user_pseudonym` names a
-  merchant's own staff user of our app (and keys the event), so it is not affected.
-
-Enforcement happens before dlt extracts anything: `ingest` drops sources out of scope, and
-`sources.raw.contract_source` builds resources only for tables in scope, with their schema
-reduced by `Scope.restrict`, so a disallowed table is never requested from its provider and a
-disallowed column never reaches dlt's working folder or the warehouse. Narrowing the scope of
-a tenant that already holds data is finished by `purge`: it drops what is now out of scope,
-rebuilds the models and rewrites the warehouse file.
+A tenant's `scopes` setting names the sources and tables we may read and whether anything per
+shopper is kept (`shopper_level`); `ingest` and `sources.raw.contract_source` apply the `Scope`
+before dlt extracts anything, so nothing out of scope is requested, staged or stored, and
+`purge` brings data already held in line with a narrowed scope. The setting's format and the
+rules: `controls/README.md`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from cleargro_pipeline import tenants
+from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.controls import retention
 from cleargro_pipeline.security import audit
 from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.contract import RawTable
@@ -189,10 +169,9 @@ def from_settings(settings: Mapping[str, Any]) -> Scope:
         shopper_level=clean.get("shopper_level", True))
 
 
-def of(tenant: Tenant | str) -> Scope:
+def of(tenant: Tenant) -> Scope:
     """The tenant's scope (from its registry entry)."""
-    config = tenants.get(tenant) if isinstance(tenant, str) else tenant
-    return from_settings(config.scopes or {})
+    return from_settings(tenant.scopes or {})
 
 
 def parse_options(items: Iterable[str], current: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -243,9 +222,8 @@ def configure(name: str, settings: Mapping[str, Any]) -> Tenant:
 
 # --- showing it ----------------------------------------------------------------------------
 
-def describe(tenant: Tenant | str) -> list[str]:
+def describe(config: Tenant) -> list[str]:
     """What is read and kept for the tenant, one line each (for `cleargro tenants show`)."""
-    config = tenants.get(tenant) if isinstance(tenant, str) else tenant
     scope = of(config)
     lines = []
     kept = [s for s in _source_names() if scope.allows_source(s)]
@@ -292,8 +270,6 @@ class PurgeReport:
 def out_of_scope(conn: Any, scope: Scope) -> tuple[list[str], list[tuple[str, str, str]]]:
     """What a warehouse holds beyond `scope`: raw tables to drop ("schema.table"), and
     (schema, table, column) holding values to clear. Staging copies count as their table."""
-    from cleargro_pipeline import warehouse
-
     present = conn.execute(
         "select schema_name, table_name from duckdb_tables() where database_name = ?",
         [warehouse.ALIAS]).fetchall()
@@ -322,15 +298,10 @@ def purge(name: str, *, rebuild: bool = True) -> PurgeReport:
     A source wholly out of scope loses its schemas, dlt's state included. A table dropped
     inside a source that stays keeps its incremental cursor: allowed again later, it is created
     anew and synced from where its cursor stood (a file drop can bring its older history)."""
-    import time
-
-    from cleargro_pipeline import warehouse
-    from cleargro_pipeline.controls import retention
-
     started = time.monotonic()
     report = PurgeReport(name)
-    scope = of(name)
-    if scope.everything or not _has_warehouse(name):
+    scope = of(tenants.get(name))
+    if scope.everything or not warehouse.exists(name):
         return report
     touched: set[str] = set()
     with warehouse.open_warehouse(name, purpose="scope_purge") as conn:
@@ -375,9 +346,3 @@ def purge(name: str, *, rebuild: bool = True) -> PurgeReport:
                  cleared_columns=sorted(report.cleared_columns), rebuilt=report.rebuilt)
     report.seconds = round(time.monotonic() - started, 2)
     return report
-
-
-def _has_warehouse(name: str) -> bool:
-    from cleargro_pipeline.settings import paths
-
-    return paths().warehouse(name).exists()

@@ -1,12 +1,8 @@
-"""Sensors that evaluate and deliver alerts (the same `alerts.service.run` as the CLI).
-
-- after every tenant refresh (business alerts change with the new day);
-- when a watched run fails (`pipeline_failed` / `credentials_invalid` at once);
-- every few minutes for every tenant: retries with backoff, daily digests, stale sources.
-
-A tenant whose warehouse is busy (a run holds its writer lock) is skipped until the next
-tick; nothing is lost because the pending work lives in the tenant's warehouse.
-"""
+"""Sensors that evaluate and deliver alerts with the same `alerts.service.run` as the CLI: after
+every tenant refresh (business alerts change with the new day), when a watched run fails
+(`pipeline_failed` / `credentials_invalid` at once), and every few minutes for every tenant
+(retries with backoff, daily digests, stale sources). A tenant whose warehouse is busy (a run
+holds its writer lock) is skipped until the next tick; its pending work waits in its warehouse."""
 
 from __future__ import annotations
 
@@ -14,7 +10,7 @@ import dagster as dg
 
 from cleargro_pipeline import tenants, warehouse
 from cleargro_pipeline.alerts import service
-from cleargro_pipeline.defs.jobs import TENANT_TAG, tenant_refresh
+from cleargro_pipeline.defs.jobs import tenant_refresh
 from cleargro_pipeline.defs.reporting import monthly_reports, weekly_reports
 
 BUSY_WAIT_S = 5.0
@@ -37,14 +33,14 @@ def _run_for(context, tenant: str | None) -> str:
                       default_status=dg.DefaultSensorStatus.RUNNING,
                       description="Evaluate and send a tenant's alerts after its refresh.")
 def alerts_after_refresh(context: dg.RunStatusSensorContext) -> dg.SkipReason:
-    return dg.SkipReason(_run_for(context, context.dagster_run.tags.get(TENANT_TAG)))
+    return dg.SkipReason(_run_for(context, context.dagster_run.tags.get(tenants.RUN_TAG)))
 
 
 @dg.run_failure_sensor(monitored_jobs=[tenant_refresh, weekly_reports, monthly_reports],
                        default_status=dg.DefaultSensorStatus.RUNNING,
                        description="Raise pipeline_failed / credentials_invalid when a run fails.")
 def alerts_on_run_failure(context: dg.RunFailureSensorContext) -> dg.SkipReason:
-    return dg.SkipReason(_run_for(context, context.dagster_run.tags.get(TENANT_TAG)))
+    return dg.SkipReason(_run_for(context, context.dagster_run.tags.get(tenants.RUN_TAG)))
 
 
 @dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,

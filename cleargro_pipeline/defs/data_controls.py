@@ -1,17 +1,21 @@
 """Customer data controls as Dagster definitions: nightly backups and their 90-day purge,
 export expiry, tenant deletion, shopper privacy requests and retention. The work itself lives
-in `cleargro_pipeline.controls.backups`, `export`, `deletion`, `shoppers` and `retention`; these
+in `controls.backups`, `export`, `deletion` and `retention` and in `privacy.shoppers`; these
 definitions only schedule it, audit each step's start and finish, and record ids, sizes and
 hashes (never data) as metadata."""
 
+import hashlib
 from contextlib import contextmanager
 from typing import Iterator
 
 import dagster as dg
 
-from cleargro_pipeline.defs.jobs import tenant_run_tags
+from cleargro_pipeline import tenants
+from cleargro_pipeline.controls import backups, deletion, export, retention
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions, tenant_partitions
 from cleargro_pipeline.orchestration.translator import OPPORTUNITIES_KEY
+from cleargro_pipeline.privacy import shoppers
+from cleargro_pipeline.security import audit
 
 
 @contextmanager
@@ -19,8 +23,6 @@ def _audited(context: dg.OpExecutionContext | dg.AssetExecutionContext,
              tenant: str | None = None) -> Iterator[None]:
     """A data-control step in the audit log: `job_started`, then `job_finished` with its
     outcome (the error class on failure, never its message)."""
-    from cleargro_pipeline.security import audit
-
     step = {"job": context.job_name, "step": context.op_def.name, "run_id": context.run_id}
     audit.append("job_started", tenant=tenant, **step)
     try:
@@ -36,8 +38,6 @@ def _audited(context: dg.OpExecutionContext | dg.AssetExecutionContext,
           description="A backup of the tenant's warehouse after a checkpoint: a byte copy, still "
                       "encrypted with the tenant's data key (data/backups/<tenant>/).")
 def tenant_backup(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    from cleargro_pipeline.controls import backups
-
     with _audited(context, context.partition_key):
         backup = backups.take(context.partition_key, reason="scheduled")
     return dg.MaterializeResult(metadata={
@@ -56,13 +56,11 @@ def nightly_backups(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunReq
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     for tenant in sync_tenant_partitions(context.instance):
         yield dg.RunRequest(run_key=f"{tenant}:{day}", partition_key=tenant,
-                            tags=tenant_run_tags(tenant))
+                            tags=tenants.run_tags(tenant))
 
 
 @dg.op(description="Delete backups older than 90 days (every tenant).")
 def purge_old_backups(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline.controls import backups
-
     with _audited(context):
         purged = backups.purge()
     context.log.info(f"purged {len(purged)} backup(s) older than {backups.RETENTION.days} days")
@@ -70,8 +68,6 @@ def purge_old_backups(context: dg.OpExecutionContext) -> None:
 
 @dg.op(description="Delete encrypted data exports past their 7-day expiry (every tenant).")
 def purge_expired_exports(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline.controls import export
-
     with _audited(context):
         expired = export.purge_expired()
     context.log.info(f"expired {len(expired)} export(s) older than {export.RETENTION.days} days")
@@ -79,8 +75,6 @@ def purge_expired_exports(context: dg.OpExecutionContext) -> None:
 
 @dg.op(description="Delete uncollected shopper data-request archives after 30 days.")
 def purge_shopper_exports(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline.privacy import shoppers
-
     with _audited(context):
         purged = shoppers.purge_expired_exports()
     context.log.info(f"purged {len(purged)} shopper archive(s)")
@@ -106,8 +100,6 @@ DELETION_REQUEST_TAG = "cleargro/deletion_request"
        description="Delete a tenant: stop its runs, destroy its keys, remove every copy of its "
                    "data and its Dagster runs, and sign a deletion certificate.")
 def delete_tenant(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline.controls import deletion
-
     with _audited(context, context.op_config["tenant"]):
         certificate = deletion.run(context.op_config["tenant"], instance=context.instance,
                                    current_run_id=context.run_id)
@@ -124,8 +116,6 @@ def tenant_deletion() -> None:
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Start the deletion job for each pending deletion request.")
 def deletion_requests(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
-    from cleargro_pipeline.controls import deletion
-
     in_flight = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                  dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
     for pending in deletion.pending():
@@ -140,8 +130,6 @@ def deletion_requests(context: dg.SensorEvaluationContext) -> Iterator[dg.RunReq
 @dg.op(config_schema={"tenant": str},
        description="Carry out the tenant's pending shopper erasures and data requests.")
 def process_privacy_requests(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline.privacy import shoppers
-
     with _audited(context, context.op_config["tenant"]):
         done = shoppers.process_pending(context.op_config["tenant"])
     context.log.info(f"privacy requests done: {', '.join(done) or 'none'}")
@@ -156,17 +144,13 @@ def shopper_privacy_requests() -> None:
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Start a run for each tenant with pending shopper privacy requests.")
 def privacy_requests_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest]:
-    import hashlib
-
-    from cleargro_pipeline.privacy import shoppers
-
     by_tenant: dict[str, list[str]] = {}
     for request in shoppers.due_requests():
         by_tenant.setdefault(request.tenant, []).append(
             f"{request.request_id}:{request.status}:{request.updated_at}")
     for tenant, states in by_tenant.items():
         digest = hashlib.sha256("|".join(sorted(states)).encode()).hexdigest()[:16]
-        yield dg.RunRequest(run_key=f"{tenant}:{digest}", tags=tenant_run_tags(tenant),
+        yield dg.RunRequest(run_key=f"{tenant}:{digest}", tags=tenants.run_tags(tenant),
                             run_config={"ops": {"process_privacy_requests": {"config": {"tenant": tenant}}}})
 
 
@@ -174,8 +158,6 @@ def privacy_requests_sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.
        description="Delete the tenant's raw rows older than its retention window, rebuild the "
                    "models that read them (full refresh) and rewrite the warehouse file.")
 def apply_retention(context: dg.OpExecutionContext) -> None:
-    from cleargro_pipeline.controls import retention
-
     with _audited(context, context.op_config["tenant"]):
         r = retention.apply(context.op_config["tenant"])
     context.log.info(f"retention cut {r.cutoff.date() if r.cutoff else 'none'}: "
@@ -192,11 +174,9 @@ def tenant_retention() -> None:
              default_status=dg.DefaultScheduleStatus.RUNNING)
 def daily_retention(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
     """After the 04:00 refresh, before the 05:00 backups; queued behind the tenant's own runs."""
-    from cleargro_pipeline.controls import retention
-
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     due = set(retention.tenants_due())
     for tenant in sync_tenant_partitions(context.instance):
         if tenant in due:
-            yield dg.RunRequest(run_key=f"retention:{tenant}:{day}", tags=tenant_run_tags(tenant),
+            yield dg.RunRequest(run_key=f"retention:{tenant}:{day}", tags=tenants.run_tags(tenant),
                                 run_config={"ops": {"apply_retention": {"config": {"tenant": tenant}}}})

@@ -1,9 +1,6 @@
-"""Raw-table assets: one multi-asset per system, partitioned by tenant.
-
-The asset specs come from the dlt source itself through dagster-dlt's
-translator; the load runs in `ingest.load`'s supervised child process so a
-crash cannot leave dlt's plaintext working files behind.
-"""
+"""Raw-table assets, one multi-asset per system, partitioned by tenant: the asset specs come
+from the dlt source itself through dagster-dlt's translator; the load runs in `ingest.load`'s
+supervised child process so a crash cannot leave dlt's plaintext working files behind."""
 
 from typing import Any, Iterator
 

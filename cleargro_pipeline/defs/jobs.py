@@ -9,8 +9,6 @@ from cleargro_pipeline.defs.ingestion import RAW_ASSETS
 from cleargro_pipeline.defs.transformation import dbt_models
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 
-TENANT_TAG = "cleargro/tenant"
-
 tenant_refresh = dg.define_asset_job(
     "tenant_refresh", selection=dg.AssetSelection.assets(*RAW_ASSETS, dbt_models),
     description="Load every configured source of one tenant, then build its dbt models.")
@@ -24,16 +22,10 @@ def tenant_selection(tenant: str) -> list[dg.AssetKey]:
     return keys + list(dbt_models.keys)
 
 
-def tenant_run_tags(tenant: str) -> dict[str, str]:
-    # dagster.yaml limits queued runs to one per value of this tag: a tenant's runs queue,
-    # different tenants run side by side.
-    return {TENANT_TAG: tenant}
-
-
 @dg.schedule(job=tenant_refresh, cron_schedule="0 4 * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.RUNNING)
 def daily_tenant_refresh(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     for tenant in sync_tenant_partitions(context.instance):
         yield dg.RunRequest(run_key=f"{tenant}:{day}", partition_key=tenant,
-                            asset_selection=tenant_selection(tenant), tags=tenant_run_tags(tenant))
+                            asset_selection=tenant_selection(tenant), tags=tenants.run_tags(tenant))

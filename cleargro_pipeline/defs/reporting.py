@@ -1,17 +1,15 @@
-"""Weekly and monthly reports as assets: one partition per tenant and period.
+"""Weekly and monthly reports as assets, one partition per tenant and period: a report is
+rendered from the tenant's marts and opportunities and stored inside its encrypted warehouse
+(`cleargro_pipeline.reports`); metadata names the period, size and hash only, never a figure."""
 
-A report is rendered from the tenant's marts and opportunities and stored inside
-its encrypted warehouse (`cleargro_pipeline.reports`); metadata names the period,
-size and hash only, never a figure of the report.
-"""
-
-
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Iterator
 
 import dagster as dg
 
-from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions, tenant_partitions
+from cleargro_pipeline import tenants
+from cleargro_pipeline.orchestration.partitions import (iso_week, sync_tenant_partitions,
+                                                        tenant_partitions)
 from cleargro_pipeline.orchestration.translator import OPPORTUNITIES_KEY
 
 REPORTS_START = "2024-01-01"
@@ -26,22 +24,6 @@ monthly_partitions = dg.MultiPartitionsDefinition({
 })
 
 
-def iso_week(monday: str) -> str:
-    """`2026-11-16` (a week partition key) -> `2026-W47`."""
-    year, week, _ = date.fromisoformat(monday).isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def week_key(period: str) -> str:
-    """`2026-W47` -> `2026-11-16`, the partition key of that week."""
-    return datetime.strptime(f"{period}-1", "%G-W%V-%u").date().isoformat()
-
-
-def month_key(period: str) -> str:
-    """`2026-11` -> `2026-11-01`."""
-    return f"{period}-01"
-
-
 def _opportunities_dep() -> dg.AssetDep:
     # Reports read the tenant's opportunities: the same tenant, any period.
     return dg.AssetDep(OPPORTUNITIES_KEY, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
@@ -49,6 +31,8 @@ def _opportunities_dep() -> dg.AssetDep:
 
 
 def _materialize(context: dg.AssetExecutionContext, period: str) -> dg.MaterializeResult:
+    # Start-up cost: the report renderer loads matplotlib (seconds), which every load of the code
+    # location (`cleargro run`, the daemon, the UI) would pay; only a report run needs it.
     from cleargro_pipeline import reports
 
     tenant = context.partition_key.keys_by_dimension["tenant"]
@@ -80,10 +64,8 @@ monthly_reports = dg.define_asset_job("monthly_reports", selection=[monthly_repo
 
 def _report_requests(instance: dg.DagsterInstance, dimension: str, key: str,
                      run_key: str) -> Iterator[dg.RunRequest]:
-    from cleargro_pipeline.defs.jobs import tenant_run_tags
-
     for tenant in sync_tenant_partitions(instance):
-        yield dg.RunRequest(run_key=f"{tenant}:{run_key}", tags=tenant_run_tags(tenant),
+        yield dg.RunRequest(run_key=f"{tenant}:{run_key}", tags=tenants.run_tags(tenant),
                             partition_key=dg.MultiPartitionKey({"tenant": tenant, dimension: key}))
 
 

@@ -1,56 +1,47 @@
 """dbt models as assets, partitioned by tenant, dbt tests as asset checks.
 
-The data key reaches dbt only through the subprocess environment while this
-step holds the tenant's writer lock; dbt's target/ and logs go to a per-run
-working folder that is removed afterwards.
+dbt runs through the one path to dbt (`warehouse.dbt.process`): the tenant's writer lock, the
+key in the child's environment only, a per-run target folder removed afterwards. Dagster's
+part is what `DbtCliResource.cli` would add (the selection of this run's subset, streaming
+events); the resource itself is not used, because it builds dbt's environment from this
+process's `os.environ`, where the key must never be.
 """
 
-import json
-import os
-import shutil
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Iterator
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DbtCliInvocation, DbtProject, dbt_assets
+from dagster_dbt.asset_utils import (DBT_INDIRECT_SELECTION_ENV,
+                                     extract_runtime_selection_from_args,
+                                     get_updated_cli_invocation_params_for_context)
+from dbt.version import __version__ as dbt_version
+from packaging.version import Version
 
-from cleargro_pipeline import tenants, warehouse
 from cleargro_pipeline.orchestration.partitions import tenant_partitions
 from cleargro_pipeline.orchestration.translator import ModelTranslator
-from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
+from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="tenant")
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def dbt_build_args(tenant: str) -> list[str]:
-    # Unit tests prove the SQL, not the tenant's data: they run in the test suite, not here.
-    return ["build", "--vars", json.dumps(tenants.dbt_vars(tenant)),
-            "--exclude-resource-type", "unit_test"]
+dbt_project = DbtProject(project_dir=tenant_dbt.PROJECT_DIR, profiles_dir=tenant_dbt.PROFILES_DIR,
+                         target=tenant_dbt.TARGET)
+# What dagster-dbt's event stream expects of the dbt process (json logs, no buffering).
+STREAMING_ENV = {"DAGSTER_DBT_CLI": "true", "PYTHONUNBUFFERED": "1", "DBT_LOG_FORMAT": "json"}
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, name="dbt_models",
             dagster_dbt_translator=ModelTranslator(), partitions_def=tenant_partitions)
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+def dbt_models(context: dg.AssetExecutionContext) -> Iterator[Any]:
     tenant = context.partition_key
-    target = paths().tenant_work(tenant) / "dbt" / context.run.run_id
-    try:
-        with warehouse.dbt_session(tenant) as env:
-            with _environment(env):
-                invocation = dbt.cli(dbt_build_args(tenant), context=context, target_path=target)
-            yield from invocation.stream()
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
+    args, selects, excludes = extract_runtime_selection_from_args(tenant_dbt.build_args(tenant))
+    run = get_updated_cli_invocation_params_for_context(
+        context, {}, ModelTranslator(), runtime_selects=selects, runtime_excludes=excludes)
+    # A large subset runs from a copy of the project with a generated selector file.
+    project_dir = Path(run.dbt_project.project_dir) if run.dbt_project else tenant_dbt.PROJECT_DIR
+    env = {**STREAMING_ENV, **({DBT_INDIRECT_SELECTION_ENV: run.indirect_selection}
+                               if run.indirect_selection else {})}
+    with tenant_dbt.process(tenant, [*args, *run.selection_args], purpose=context.run.run_id,
+                            env=env, project_dir=project_dir) as (child, target):
+        yield from DbtCliInvocation(
+            process=child, manifest=run.manifest, dagster_dbt_translator=run.dagster_dbt_translator,
+            project_dir=project_dir, target_path=target, raise_on_error=True,
+            cli_version=Version(dbt_version), project=run.dbt_project, context=context).stream()

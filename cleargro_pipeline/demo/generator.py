@@ -1,19 +1,9 @@
-"""The embedded demo shop: deterministic, seeded, columnar, streamed in chunks.
-
-Every chunk draws from its own RNG, derived from (seed, stream, chunk index) with
-numpy's SeedSequence, so a table's bytes never depend on what was iterated before.
-Dimension data (catalogue, calendar, ads layout, planted situations, stock) is
-generated once and cached on the object; fact tables are generated per month.
-
-Planted business-alert incidents (incidents.py: one per alert type, on their own days in
-the six weeks before as_of) change the calendar's orders, the GA4 sessions, the Ads spend
-and conversions and one bestseller's stock; `incidents=False` plants nothing at all.
-
-The planted situations are chosen first, from expected demand; the demand model
-(demand.py) then sets every day's lines with bounded noise and the planted changes,
-lines sell at the price in force (prices.py), and the stock history (inventory.py) is
-built from all sales afterwards, ending at today's levels. That order is what keeps
-every non-planted entity clear of every rule by construction; oracle.py checks it.
+"""The embedded demo shop: deterministic, seeded, columnar, streamed in chunks. `DemoShop` is
+the facade over the sibling modules: every chunk draws from its own RNG (seed, stream, chunk
+index), dimension data is built once and cached, fact tables month by month, and the planted
+situations are chosen before demand so that every other entity stays clear of every rule by
+construction (`oracle.py` checks it). The generation order and the planted incidents:
+`demo/README.md`.
 """
 
 from __future__ import annotations

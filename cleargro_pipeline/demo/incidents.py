@@ -1,24 +1,7 @@
 """Planted business-alert incidents: one of each alert type, each on its own day(s) in the
-six weeks before as_of, so every one has a clean 8-week same-weekday baseline.
-
-| alert type | what happens in the data | day(s), before as_of A |
-| --- | --- | --- |
-| `roas_drop` | Google Ads conversions and their value fall to 40-50% for 7 days (spend unchanged) | A-45..A-42 to +6 |
-| `bestseller_stockout` | a top bestseller (policy deny) sells its last unit on day D, sells nothing on D+1 and is restocked on D+2 | A-33..A-31 |
-| `orders_drop` | a payment-provider fault: only 30-40% of the day's orders go through (revenue, GA4 purchases and Ads conversions fall with them) | A-29..A-25 |
-| `sessions_drop` | a GA4 tracking fault: GA4 records 25-35% of the day's sessions (orders and item reports unchanged) | A-22..A-18 |
-| `conversion_rate_drop` | bot traffic: 1.6-2.0 x the day's sessions arrive on top as direct traffic, none of it buys | A-15..A-11 |
-| `ad_spend_spike_without_revenue` | a bidding fault: the Ads account spends 2.4-2.8 x its plan in one day for the usual conversions | the one of A-9..A-3 whose shop revenue is lowest against its baseline |
-| `revenue_drop` | the checkout outage on A itself (calendar.py) | A |
-
-The stock-out lies more than 30 days back (its two zero days never reach the 30-day window of
-`stockout_lost_sales`), the ROAS week more than 30 days back (the 30-day campaign and product
-ROAS of the opportunity rules do not see it). A side effect is no fault: the orders drop also
-drops revenue and the conversion rate that day, and the as-of outage drops orders and the
-conversion rate too; the ground truth (truth.incidents) names each incident by its own type.
-
-Without incidents (`DemoShop(..., incidents=False)`) nothing is planted at all: no incident,
-no opportunity situation, no app event.
+six weeks before as_of, so every one has a clean 8-week same-weekday baseline; without
+incidents (`DemoShop(..., incidents=False)`) nothing is planted at all. What each incident does
+to the data, and on which days: the table in `demo/README.md`.
 """
 
 from __future__ import annotations

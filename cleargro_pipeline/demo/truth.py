@@ -18,7 +18,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-if TYPE_CHECKING:
+from .ads import CAMPAIGN_ID0
+
+if TYPE_CHECKING:  # generator.py imports this module: the type only, never at run time
     from .generator import DemoShop
 
 TARGET_ROAS = 4.0
@@ -62,8 +64,6 @@ def ground_truth(shop: DemoShop) -> list[PlantedSituation]:
 
 def planted_entities(shop: DemoShop) -> list[tuple[str, str, str]]:
     """(kind, entity_type, entity_id) of every planted situation, straight from the plan."""
-    from .ads import CAMPAIGN_ID0
-
     if not shop.incidents:
         return []
     plan, lay = shop.plan, shop.ads_layout
@@ -155,8 +155,6 @@ def _search_terms(shop) -> list[PlantedSituation]:
 
 
 def _campaigns(shop) -> list[PlantedSituation]:
-    from .ads import CAMPAIGN_ID0
-
     c = window(shop, "raw_google_ads", "campaign_daily", 30, "segments.date")
     recent = c.filter(pl.col("segments.date") > shop.as_of - timedelta(days=14))
     out = []

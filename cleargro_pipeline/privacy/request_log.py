@@ -24,10 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from cleargro_pipeline import tenants
 from cleargro_pipeline.durable import fsync_path
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
-from cleargro_pipeline.security import audit
+from cleargro_pipeline.security import audit, keys
 from cleargro_pipeline.settings import paths
 
 CUSTOMERS_REDACT = "customers/redact"
@@ -97,14 +98,11 @@ def shopper_pseudonym(tenant: str, customer_id: int | str, *, purpose: str = "pr
     Accepts the numeric id (int or digits) or its GraphQL form `gid://shopify/Customer/N`;
     the warehouse hashes the REST id's decimal text, so all three give the same pseudonym.
     """
+    # Start-up cost: pyarrow (about 0.5 s) only when a shopper id is pseudonymised.
     import pyarrow as pa
 
-    from cleargro_pipeline.security import keys
-    from cleargro_pipeline.sources.minimise import hmac_pseudonymiser
-
     text = _customer_id_text(customer_id)
-    pseudonymise = hmac_pseudonymiser(keys.unwrap_tenant_key(tenant, "pseudonym", purpose),
-                                      namespace=tenant)
+    pseudonymise = keys.pseudonymiser(tenant, purpose)
     return pseudonymise(pa.array([text], pa.string()))[0].as_py()
 
 
@@ -158,8 +156,6 @@ def tenant_for_shop(shop_domain: str) -> str | None:
 
     None when no tenant claims it; AmbiguousShopDomain (naming the tenants) when several do.
     """
-    from cleargro_pipeline import tenants
-
     wanted = normalise_shop_domain(shop_domain)
     claims = []
     for tenant in tenants.all_tenants():
@@ -286,8 +282,6 @@ def record(topic: str, tenant: str | None, payload_minimal: dict[str, Any],
             if existing is not None:
                 return _duplicate(target, existing)
     if tenant is not None:
-        from cleargro_pipeline import tenants
-
         tenants.get(tenant)  # raises UnknownTenant
     shop_domain = payload_minimal.get("shop_domain")
     shop_domain = normalise_shop_domain(shop_domain) if shop_domain is not None else None

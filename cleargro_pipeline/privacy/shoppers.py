@@ -1,87 +1,9 @@
-"""One shopper's data: find it, export it (data requests), erase it (redactions).
-
-Shopify's `customers/data_request` and `customers/redact` (and `cleargro shopper export|erase`)
-concern one shopper of one tenant. The warehouse never holds the Shopify customer id, only its
-keyed pseudonym (`request_log.shopper_pseudonym`); everything here works on that.
-
-Where a shopper's data lives
-----------------------------
-`pseudonym_columns(conn)`: every column of every base table (views only re-read tables) whose
-values are pseudonyms, found by name in the live schema, never from a fixed list:
-
-- the pseudonymised columns of the raw-table contract (`sources/contract.py`,
-  `RawTable.pseudonymised`: `customer_pseudonym` on `raw_shop.orders` and `raw_shop.customers`,
-  `user_pseudonym` on `raw_app.app_events`), wherever a table carries them: raw tables, dlt's
-  `raw_<source>_staging` merge copies, and the dbt models, snapshots and insights that pass
-  them on under the same name (the dbt project keeps the name: `marts.fct_orders`);
-- any other column named `*_pseudonym` (the project's naming rule for keyed pseudonyms).
-
-A model that renamed such a column would escape the list: `erase` therefore also checks,
-after the rewrite, that no text column of any table contains the pseudonym anywhere
-(`holding`), and fails if one does; the tests check the same on the demo for every shopper.
-
-Erasure (`erase`)
------------------
-1. **Scrub**, in one transaction, every table `find` reports:
-   - a row is **deleted** where the pseudonym identifies the row: in the raw contract the
-     column is (part of) the table's primary key (`raw_shop.customers`: the customer record;
-     `raw_app.app_events`); in dbt's manifest it is the model's or snapshot's `unique_key` or
-     carries a `unique` / `not_null` test; the column is declared NOT NULL; or the table is
-     dlt's merge scratch copy (`raw_<source>_staging`);
-   - elsewhere the link is **removed**: the column is set to NULL and the row stays.
-   **Orders are kept, unlinked.** Shopify's `customers/redact` lists `orders_to_redact`, but the
-   orders are the merchant's sales records (revenue, tax, refunds, stock): it must keep them,
-   and Shopify itself keeps them, redacting only the customer's personal details. Our orders
-   hold no personal data but the pseudonym (emails, names, addresses, IPs never reach disk:
-   the contract's allowlist), so once it is NULL an order is indistinguishable from a guest
-   checkout and no longer relates to the shopper. Revenue, order counts and every figure built
-   on orders stay exactly as they were; shopper counts drop by that one shopper.
-2. **Rebuild** the dbt models downstream of every raw table that holds pseudonyms
-   (`dbt build --full-refresh --select source:shop.orders+ source:shop.customers+ ...`,
-   through `warehouse.dbt_session`, with the tenant's vars and tests): each is recomputed as if
-   the shopper's customer row had never existed and their orders had been guest orders, so a
-   count of customers, new or returning shoppers, or anything derived from them is consistent
-   again. Models marked `full_refresh=false` (histories that cannot be recomputed, such as
-   `insights.opportunity_history`) keep their rows and re-run their current day; the scrub
-   already removed the pseudonym from them and from snapshots. Skipped when nothing about the
-   shoppers was found (unless `rebuild=True`: a retry of an attempt that died midway).
-3. **Rewrite** the file (`warehouse.rewrite(tenant, purpose="shopper_erasure")`): DuckDB keeps
-   deleted and overwritten values in the file until its blocks are reused; the live data is
-   copied into a fresh encrypted file and the old one overwritten and unlinked. Always done.
-4. **Verify** on the rewritten file: `find` is empty and no text column contains the pseudonym
-   (`holding`); otherwise `ErasureIncomplete` (naming tables, never values).
-5. The privacy request, if any, is marked `done` (or `failed` with the error class); audit
-   `shopper_erased` carries the tenant, request id and per-table row counts: never the
-   pseudonym or the Shopify id.
-
-What an erasure does not reach: backups (byte copies under the tenant key, deleted after 90
-days; `reapply_erasures` re-erases every requested redaction after a restore), whole-tenant
-exports already handed out (7 days), and the privacy request log itself, which keeps the
-pseudonym as the record that the request was made and carried out, and as the list
-(`request_log.redacted_pseudonyms`) every later load drops (`minimise.suppress_erased`),
-so a re-sync or a re-imported file cannot bring the shopper back. Nor dlt's loader
-state (`_dlt_pipeline_state`, compressed): for deduplication it keeps a truncated hash of the
-primary key of the rows at each table's last cursor value, so for `raw_shop.customers` a hash
-of the pseudonym of the customer(s) updated last, until a later load moves that cursor.
-
-Data requests (`export`)
-------------------------
-Every row `find` returns, the rows `linked` to them (the line items and refunds of the
-shopper's orders: what they bought, by `order_id`), one Parquet file per table, plus the
-shopper's entries of the privacy request log (`privacy.requests`), in the same archive format
-as `cleargro export` (a tar stream sealed with export.py's STREAM AES-256-GCM writer;
-plaintext only in memory) and the same manifest (`format` "cleargro-export", plus `subject`
-"shopper"), so `cleargro export-open` and `export.decrypt` open it. The fresh key is returned
-once and stored nowhere. An archive written where a requester asked (`out`) is registered for
-export.py's 7-day expiry.
-
-`process_pending` (the sensor's entry point) writes a data request's archive to
-`data/privacy/exports/<request_id>.cgx` and seals its key in the secret store (scope: the
-tenant; name `privacy_export.<request_id>`). The merchant gets both through
-`retrieve_export(tenant, request_id)` (the CLI prints the path and the key once): the key is
-read, audited and deleted from the store, so it is shown once, like every export key. Archives
-and any key not collected are deleted after 30 days (`purge_expired_exports`), Shopify's
-deadline for answering a data request.
+"""One shopper's data: find it, export it (data requests), erase it (redactions). Shopify's
+`customers/data_request` and `customers/redact` (and `cleargro shopper export|erase`) concern one
+shopper of one tenant; the warehouse never holds the Shopify customer id, only its keyed
+pseudonym (`request_log.shopper_pseudonym`), and everything here works on that. Where a
+shopper's data lives, what an erasure deletes, unlinks and cannot reach, and how a data
+request's archive and key reach the merchant: `privacy/README.md`.
 """
 
 from __future__ import annotations
@@ -90,11 +12,7 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
-import shutil
-import subprocess
-import sys
 import tarfile
 import time
 import uuid
@@ -107,17 +25,19 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cleargro_pipeline import tenants, warehouse
+from cleargro_pipeline.controls import archive, backups, deletion
 from cleargro_pipeline.controls import export as ex
 from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import LockTimeout, file_lock
 from cleargro_pipeline.privacy import request_log
-from cleargro_pipeline.security import audit, secret_store
-from cleargro_pipeline.settings import DBT_PROJECT_DIR, TENANT_NAME, paths
+from cleargro_pipeline.security import audit, secret_store, stream
+from cleargro_pipeline.settings import TENANT_NAME, paths
 from cleargro_pipeline.sources import contract
+from cleargro_pipeline.sources.raw import column_name
+from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +148,6 @@ def _references() -> dict[tuple[str, str], tuple[str, str]]:
     """Raw tables that refer to a shopper (the pseudonym is not their key) and have a
     one-column key: (dataset, table) -> (key column, the column other tables refer to a row
     by: `raw_shop.orders` -> ("id", "order_id"))."""
-    from cleargro_pipeline.sources.raw import column_name
-
     out = {}
     for raw in contract.TABLES:
         held = {pseudo for _, pseudo in raw.pseudonymised}
@@ -356,7 +274,7 @@ class _Target:
 
 def erase(tenant: str, *, shopper_id: int | str | None = None, pseudonym: str | None = None,
           request_id: str | None = None, rebuild: bool | None = None) -> ErasureReport:
-    """Erase one shopper from the tenant's warehouse (see the module docstring).
+    """Erase one shopper from the tenant's warehouse (see privacy/README.md).
 
     `rebuild`: None rebuilds the models when anything about the shopper was found; True always
     (to finish an attempt that died after its scrub). The privacy request (`request_id`, or one
@@ -387,7 +305,7 @@ def erase_many(tenant: str, targets: Sequence[_Target | tuple[str, str | None]],
             request_log.mark(t.request_id, "in_progress")
     seconds: dict[str, float] = {}
     try:
-        if not paths().warehouse(tenant).exists():
+        if not warehouse.exists(tenant):
             per_target: list[dict[str, TableErasure]] = [{} for _ in targets]
             models, size = 0, 0
         else:
@@ -445,8 +363,7 @@ def _scrub(tenant: str, pseudonyms: list[str]) -> list[dict[str, TableErasure]]:
     unique = list(index)
     with warehouse.open_warehouse(tenant, purpose=ERASE_PURPOSE) as conn:
         nullable = {(s, t, c): n for (s, t), cols in _columns(conn).items() for c, _, n in cols}
-        conn.execute("begin transaction")
-        try:
+        with warehouse.transaction(conn):
             for name, columns in pseudonym_columns(conn).items():
                 schema, table = _split(name)
                 deleting = _deletes_rows(schema, table, columns, keyed, nullable)
@@ -463,10 +380,6 @@ def _scrub(tenant: str, pseudonyms: list[str]) -> list[dict[str, TableErasure]]:
                 for pseudonym, rows in counts.items():
                     result[index[pseudonym]][name] = (TableErasure(deleted=rows) if deleting
                                                       else TableErasure(unlinked=rows))
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
     return result
 
 
@@ -486,7 +399,7 @@ def _deletes_rows(schema: str, table: str, columns: list[str],
                   keyed: dict[tuple[str, str], set[str]],
                   nullable: dict[tuple[str, str, str], bool]) -> bool:
     """Whether the pseudonym identifies the row (delete it) rather than refers to the shopper
-    (set it NULL, keep the row). See the module docstring."""
+    (set it NULL, keep the row). See privacy/README.md."""
     if schema.startswith("raw_") and schema.endswith("_staging"):
         return True  # dlt's merge scratch copy of rows already in raw_<source>
     key_columns = keyed.get((schema, table), set())
@@ -497,12 +410,10 @@ def _row_identifying_columns() -> dict[tuple[str, str], set[str]]:
     """(schema, table) -> columns that identify its rows: the contract's primary keys for raw
     tables; for dbt models and snapshots, their `unique_key` and columns tested unique or
     not_null (a not-null pseudonym cannot be unlinked)."""
-    from cleargro_pipeline.sources.raw import column_name
-
     keyed: dict[tuple[str, str], set[str]] = {}
     for raw in contract.TABLES:
         keyed[(raw.dataset, raw.name)] = {column_name(c) for c in raw.primary_key}
-    manifest = _manifest()
+    manifest = tenant_dbt.manifest()
     nodes = manifest.get("nodes", {})
     relation_of = {}
     for uid, node in nodes.items():
@@ -523,15 +434,9 @@ def _row_identifying_columns() -> dict[tuple[str, str], set[str]]:
     return keyed
 
 
-def _manifest() -> dict[str, Any]:
-    from cleargro_pipeline import bootstrap
-
-    return json.loads(bootstrap.dbt_manifest().read_text())
-
-
 def rebuild_selection() -> list[str]:
     """dbt selectors of every model downstream of a raw table that holds pseudonyms."""
-    manifest = _manifest()
+    manifest = tenant_dbt.manifest()
     holders = {(t.dataset, t.name) for t in contract.TABLES if t.pseudonymised}
     selectors = sorted(f"source:{s['source_name']}.{s['name']}+"
                        for s in manifest.get("sources", {}).values()
@@ -542,46 +447,17 @@ def rebuild_selection() -> list[str]:
     return selectors
 
 
-def dbt_build_args(tenant: str) -> list[str]:
-    """= orchestration.transformation.dbt_build_args (a test keeps them equal): the scheduled
-    run's `dbt build` with the tenant's vars, without importing Dagster (seconds per CLI call)."""
-    return ["build", "--vars", json.dumps(tenants.dbt_vars(tenant)),
-            "--exclude-resource-type", "unit_test"]
-
-
 def rebuild_models(tenant: str) -> int:
     """`dbt build --full-refresh` of everything downstream of the raw tables holding
     pseudonyms, under the tenant's writer lock; returns the number of models and snapshots
-    built. The key reaches dbt only through its environment; target/ and logs are removed."""
-    work = paths().tenant_work(tenant) / "dbt" / f"erasure-{uuid.uuid4().hex}"
-    args = [*dbt_build_args(tenant), "--full-refresh", "--select", *rebuild_selection()]
-    dbt = Path(sys.executable).with_name("dbt")
-    try:
-        with warehouse.dbt_session(tenant) as env:
-            completed = subprocess.run(
-                [str(dbt), *args, "--project-dir", str(DBT_PROJECT_DIR),
-                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(work / "target")],
-                env={**os.environ, **env, "DBT_LOG_PATH": str(work / "logs")},
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-        results = _run_results(work / "target" / "run_results.json")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    failed = sorted(uid for uid, status in results.items() if status in ("error", "fail"))
-    if completed.returncode != 0 or failed:
-        where = (", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")) \
-            or "before any model ran"
+    built."""
+    args = [*tenant_dbt.build_args(tenant), "--full-refresh", "--select", *rebuild_selection()]
+    rebuilt = tenant_dbt.run(tenant, args, purpose="erasure")
+    if not rebuilt.ok:
         raise ShopperError(f"tenant '{tenant}': rebuilding the models after the erasure failed "
-                           f"(dbt exit {completed.returncode}; failed: {where}); the raw rows are "
-                           "already erased: erase again to finish")
-    return sum(1 for uid, status in results.items()
-               if uid.split(".")[0] in ("model", "snapshot") and status == "success")
-
-
-def _run_results(path: Path) -> dict[str, str]:
-    try:
-        return {r["unique_id"]: r["status"] for r in json.loads(path.read_text())["results"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+                           f"({rebuilt.describe_failure()}); the raw rows are already erased: "
+                           "erase again to finish")
+    return rebuilt.built
 
 
 def _verify(tenant: str, pseudonyms: list[str]) -> None:
@@ -591,6 +467,14 @@ def _verify(tenant: str, pseudonyms: list[str]) -> None:
     if left:
         raise ErasureIncomplete(f"tenant '{tenant}': after the erasure, {', '.join(sorted(left))} "
                                 "still hold(s) the shopper's pseudonym")
+
+
+def restore_backup(tenant: str, backup_id: str) -> backups.RestoreReport:
+    """Restore a backup (`backups.restore`), then erase again every shopper whose redaction it
+    predates: an older backup still holds them. `cleargro restore` comes here."""
+    report = backups.restore(tenant, backup_id)
+    reapply_erasures(tenant)
+    return report
 
 
 def reapply_erasures(tenant: str) -> list[ErasureReport]:
@@ -615,12 +499,18 @@ class ShopperExport(NamedTuple):
 
 
 def export(tenant: str, *, shopper_id: int | str | None = None, pseudonym: str | None = None,
-           out: Path, request_id: str | None = None, now: datetime | None = None) -> ShopperExport:
+           out: Path, request_id: str | None = None, source: str | None = None,
+           now: datetime | None = None) -> ShopperExport:
     """Everything held about one shopper as an encrypted archive at `out` (mode 0600, never
     overwriting a file); returns (path, key text). Registered for export.py's 7-day expiry,
-    like `cleargro export`. With `request_id`, that privacy request is marked done.
+    like `cleargro export`. With `request_id`, that privacy request is marked done; with
+    `source` instead (e.g. "cli"), a data request is recorded first, as `erase` does.
     """
     pseudonym = resolve(tenant, shopper_id=shopper_id, pseudonym=pseudonym, purpose=EXPORT_PURPOSE)
+    if request_id is None and source is not None:  # on the ledger before anything is written
+        request_id = request_log.record(request_log.CUSTOMERS_DATA_REQUEST, tenant,
+                                        {"customer_pseudonym": pseudonym},
+                                        source=source).request_id
     made, summary = _export(tenant, pseudonym, out, request_id=request_id, now=now,
                             retention=ex.RETENTION, register=True)
     if request_id is not None:
@@ -637,19 +527,19 @@ def _export(tenant: str, pseudonym: str, out: Path, *, request_id: str | None,
         raise ShopperError(f"{out} is a folder; name the archive file to write")
     if not out.parent.is_dir():
         raise ShopperError(f"folder {out.parent} does not exist")
-    created = ex._utc(now)
+    created = archive.utc(now)
     expires = created + retention
     export_id = f"{created:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    key = AESGCM.generate_key(bit_length=256)
+    key = stream.new_key()
     tables = _subject_tables(tenant, pseudonym)
-    size, digest, entries = ex.write_archive(
+    size, digest, entries = archive.write_archive(
         out, key, lambda writer: _write_tar(writer, tables, tenant, export_id, request_id,
                                             created, expires))
     rows = sum(e["rows"] for e in entries)
     record = {"export_id": export_id, "tenant": tenant, "path": str(out),
-              "created_at": ex._iso(created), "expires_at": ex._iso(expires), "size": size,
-              "sha256": digest, "tables": len(entries), "rows": rows, "subject": "shopper",
-              "request_id": request_id}
+              "created_at": archive.iso(created), "expires_at": archive.iso(expires),
+              "size": size, "sha256": digest, "tables": len(entries), "rows": rows,
+              "subject": "shopper", "request_id": request_id}
     if register:
         folder = ex.registry_dir(tenant)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -658,8 +548,8 @@ def _export(tenant: str, pseudonym: str, out: Path, *, request_id: str | None,
         write_atomic(out.with_suffix(".json"), json.dumps(record, indent=2).encode())
     audit.append("shopper_exported", tenant=tenant, purpose=EXPORT_PURPOSE, request_id=request_id,
                  export_id=export_id, tables=len(entries), rows=rows, bytes=size, sha256=digest,
-                 path=str(out), expires_at=ex._iso(expires))
-    return (ShopperExport(out, ex.encode_key(key)),
+                 path=str(out), expires_at=archive.iso(expires))
+    return (ShopperExport(out, stream.encode_key(key)),
             f"archive {out.name}: {rows} row(s) from {len(entries)} table(s)")
 
 
@@ -669,7 +559,7 @@ _Tables = list[tuple[str, pa.Table, list[dict[str, str]]]]  # (name, rows, colum
 def _subject_tables(tenant: str, pseudonym: str) -> _Tables:
     """(name, rows, columns) of every table about the shopper, sorted by name."""
     found: _Tables = []
-    if paths().warehouse(tenant).exists():
+    if warehouse.exists(tenant):
         with warehouse.open_warehouse(tenant, purpose=EXPORT_PURPOSE, read_only=True) as conn:
             types = _columns(conn)
             direct = find(conn, pseudonym)
@@ -702,7 +592,7 @@ def _request_rows(tenant: str, pseudonym: str) -> pa.Table:
     })
 
 
-def _write_tar(writer: ex.EncryptingWriter, tables: _Tables, tenant: str, export_id: str,
+def _write_tar(writer: stream.EncryptingWriter, tables: _Tables, tenant: str, export_id: str,
                request_id: str | None, created: datetime,
                expires: datetime) -> list[dict[str, Any]]:
     entries = []
@@ -711,17 +601,18 @@ def _write_tar(writer: ex.EncryptingWriter, tables: _Tables, tenant: str, export
             buffer = io.BytesIO()
             pq.write_table(rows, buffer, compression="zstd")
             data = buffer.getbuffer()
-            member = f"{ex.TABLES_DIR}/{name}.parquet"
+            member = f"{archive.TABLES_DIR}/{name}.parquet"
             entries.append({"table": name, "file": member, "rows": rows.num_rows,
                             "bytes": data.nbytes, "sha256": hashlib.sha256(data).hexdigest(),
                             "columns": columns})
             buffer.seek(0)
-            tar.addfile(ex._tar_info(member, data.nbytes, created), buffer)
+            tar.addfile(archive.tar_info(member, data.nbytes, created), buffer)
             del data
         manifest = {
-            "format": ex.MANIFEST_FORMAT, "version": ex.MANIFEST_VERSION, "subject": "shopper",
-            "export_id": export_id, "tenant": tenant, "request_id": request_id,
-            "created_at": ex._iso(created), "expires_at": ex._iso(expires),
+            "format": archive.MANIFEST_FORMAT, "version": archive.MANIFEST_VERSION,
+            "subject": "shopper", "export_id": export_id, "tenant": tenant,
+            "request_id": request_id,
+            "created_at": archive.iso(created), "expires_at": archive.iso(expires),
             "about": "Every row this tenant's Cleargro warehouse holds about one shopper: rows "
                      "naming them, the line items and refunds of their orders, and the privacy "
                      "requests about them. The shopper is identified only by a keyed pseudonym "
@@ -729,7 +620,7 @@ def _write_tar(writer: ex.EncryptingWriter, tables: _Tables, tenant: str, export
                      "address or payment detail is ever stored.",
             "tables": entries}
         body = json.dumps(manifest, indent=2).encode()
-        tar.addfile(ex._tar_info(ex.MANIFEST_NAME, len(body), created), io.BytesIO(body))
+        tar.addfile(archive.tar_info(archive.MANIFEST_NAME, len(body), created), io.BytesIO(body))
     return entries
 
 
@@ -791,20 +682,19 @@ def retrieve_export(tenant: str, request_id: str) -> ShopperExport:
 def purge_expired_exports(now: datetime | None = None) -> list[str]:
     """Delete data-request archives (and keys never retrieved) older than 30 days; returns
     their request ids."""
-    moment = ex._utc(now)
+    moment = archive.utc(now)
     purged = []
     for record_file in sorted(privacy_exports_dir().glob("pr_*.json")):
         try:
             record = json.loads(record_file.read_text())
-            expires = ex._parse_time(record["expires_at"])
+            expires = archive.parse_time(record["expires_at"])
             tenant, request_id = record["tenant"], record["request_id"]
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("privacy export record %s is unreadable; skipped", record_file.name)
             continue
         if expires > moment:
             continue
-        archive = privacy_exports_dir() / f"{request_id}.cgx"
-        archive.unlink(missing_ok=True)
+        (privacy_exports_dir() / f"{request_id}.cgx").unlink(missing_ok=True)
         if TENANT_NAME.match(tenant or "") and tenants.exists(tenant):
             try:
                 secret_store.delete(tenant, _secret_name(request_id))
@@ -832,14 +722,14 @@ def _due(request: request_log.PrivacyRequest, moment: datetime) -> bool:
         return True
     if request.status != "failed" or not request.updated_at:
         return False
-    return ex._parse_time(request.updated_at) + RETRY_AFTER <= moment
+    return archive.parse_time(request.updated_at) + RETRY_AFTER <= moment
 
 
 def due_requests(tenant: str | None = None, *,
                  now: datetime | None = None) -> list[request_log.PrivacyRequest]:
     """What `process_pending` would take up now, oldest first: cheap (reads the request log
     only), for a sensor to decide whether to launch a run."""
-    moment = datetime.now(timezone.utc) if now is None else ex._utc(now)
+    moment = datetime.now(timezone.utc) if now is None else archive.utc(now)
     return [r for r in request_log.all_requests()
             if r.topic in _TOPICS and r.tenant is not None
             and (tenant is None or r.tenant == tenant) and _due(r, moment)]
@@ -865,8 +755,6 @@ def process_pending(tenant: str | None = None, *, now: datetime | None = None) -
 
 
 def _process_due(tenant: str | None, now: datetime | None) -> list[str]:
-    from cleargro_pipeline.controls import deletion
-
     todo = due_requests(tenant, now=now)
     done: list[str] = []
     batch: list[request_log.PrivacyRequest] = []

@@ -1,21 +1,10 @@
-"""The endpoint for Shopify's mandatory privacy webhooks (`cleargro webhooks serve`).
-
-POST /webhooks/shopify with topic `customers/data_request`, `customers/redact` or `shop/redact`.
-Every request is checked in this order, and answered as soon as one check fails:
-
-1. path (404), method (405), a Content-Length (411) of at most 1 MiB (413);
-2. `X-Shopify-Hmac-Sha256`: base64 of HMAC-SHA256 of the raw body under the app's client
-   secret, compared with `hmac.compare_digest` before the body is parsed: 401 when missing
-   or wrong, with a `webhook_rejected` audit entry (the reason only);
-3. topic known, body a JSON object of that topic's shape, shop domain consistent (400);
-4. the request is written to the privacy-request log and fsynced (`request_log.record`),
-   then answered 200. A shop no tenant claims is recorded as "unmatched" and answered 200 too
-   (nothing of it is held; Shopify would otherwise retry it for hours). A `shop/redact` of a
-   known tenant is then handed to the tenant deletion queue (`deletion.request`).
-
-The secret is read from the secret store once, when the server is made, and kept for its
-lifetime (each read is audited). Bodies are never logged: the access log has method, path and
-status only. It binds to 127.0.0.1 by default: TLS belongs to the reverse proxy in front of it.
+"""The endpoint for Shopify's mandatory privacy webhooks (`cleargro webhooks serve`): POST
+/webhooks/shopify with topic `customers/data_request`, `customers/redact` or `shop/redact` is
+checked (size, then the `X-Shopify-Hmac-Sha256` signature before the body is parsed, then the
+topic's shape), recorded and fsynced in the privacy-request log, and only then answered 200; a
+`shop/redact` of a known tenant is handed to the tenant deletion queue. Bodies are never
+logged; TLS belongs to the reverse proxy in front of it. The checks in order, with their status
+codes: `privacy/README.md`.
 """
 
 from __future__ import annotations
@@ -24,7 +13,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import importlib
 import json
 import logging
 import re
@@ -34,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from cleargro_pipeline.controls import deletion
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.privacy.request_log import (
@@ -44,7 +33,7 @@ from cleargro_pipeline.privacy.request_log import (
     PrivacyRequest,
     PrivacyRequestError,
 )
-from cleargro_pipeline.security import audit
+from cleargro_pipeline.security import audit, secret_store
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +61,6 @@ class _Reject(Exception):
 
 
 def platform_secret() -> str:
-    from cleargro_pipeline.security import secret_store
-
     return secret_store.get(secret_store.PLATFORM, SECRET_NAME, purpose="webhook_verify")
 
 
@@ -278,14 +265,6 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.handoff_lock:
             if request_log.get(request.request_id).status != request_log.PENDING:
                 return  # already handed off (a retry of a delivery that succeeded)
-            try:
-                deletion = importlib.import_module("cleargro_pipeline.controls.deletion")
-            except ModuleNotFoundError as exc:
-                if exc.name != "cleargro_pipeline.controls.deletion":
-                    raise
-                logger.warning("privacy webhooks: no deletion module; shop/redact %s stays pending",
-                               request.request_id)
-                return
             try:
                 result = deletion.request(request.tenant, reason="shopify shop/redact",
                                           source="shopify_shop_redact")

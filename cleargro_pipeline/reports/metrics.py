@@ -1,21 +1,8 @@
-"""The figures of a report, read from the tenant's marts through a read-only connection.
-
-Definitions (also printed in the report's notes):
-
-- Revenue: `net_revenue` of `marts.fct_daily_sales` (sales after discounts, minus refunds
-  so far, non-cancelled orders, by UTC order day). Orders: its `order_count`.
-  AOV: revenue / orders.
-- Sessions and conversion rate: GA4 (`marts.fct_ga4_traffic_daily`), purchases / sessions.
-- Ad spend and ROAS: Google Ads (`marts.fct_ads_campaign_daily`), conversion value / cost.
-  MER: shop revenue / ad spend.
-- Shoppers (`marts.fct_orders`, non-cancelled orders with a customer pseudonym): new when the
-  shopper's first order in the data falls in the period, returning when it is earlier.
-- Top movers: variants (`marts.fct_daily_variant_sales.net_revenue`) by revenue change
-  against the previous period.
-
-Comparisons are like for like: when the period is still running (or the data starts inside
-it) the previous period and the same period last year are cut to the same days. A figure
-whose source has no data for a whole window is None ("n/a"), never 0.
+"""The figures of a report, read from the tenant's marts through a read-only connection:
+revenue, orders and AOV, sessions and conversion rate, ad spend, ROAS and MER, new and returning
+shoppers, top movers; compared like for like with the previous period and the same period last
+year, and None ("n/a", never 0) where a source has no data for a whole window. The definitions
+(also printed in the report's notes): `reports/README.md`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from cleargro_pipeline.durable import write_atomic
 from cleargro_pipeline.reports.metrics import relation_exists
 from cleargro_pipeline.reports.periods import ReportError
 from cleargro_pipeline.security import audit
-from cleargro_pipeline.warehouse import open_warehouse
+from cleargro_pipeline.warehouse import open_warehouse, transaction
 
 SCHEMA, TABLE = "reports", "documents"
 QUALIFIED = f"{SCHEMA}.{TABLE}"
@@ -83,17 +83,12 @@ def save(tenant: str, *, period_kind: str, period: str, period_start: date, peri
                           len(body))
     with open_warehouse(tenant, purpose=PURPOSE) as conn:
         conn.execute(DDL)
-        conn.execute("begin transaction")
-        try:
+        with transaction(conn):
             conn.execute(f"delete from {QUALIFIED} where period = ?", [period])
             conn.execute(f"insert into {QUALIFIED} ({', '.join(META_COLUMNS)}, html) "
                          f"values ({', '.join('?' * (len(META_COLUMNS) + 1))})",
                          [stored.id, period_kind, period, period_start, period_end, as_of_date,
                           data_through, generated_at, stored.sha256, stored.size_bytes, html])
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
     audit.append("report_stored", tenant=tenant, purpose=PURPOSE, period=period,
                  report_id=stored.id, sha256=stored.sha256, size_bytes=stored.size_bytes)
     return stored

@@ -5,7 +5,8 @@ pseudonym key for shopper ids), never derived from the master key, so that
 destroying them later is a real crypto-shred. They are stored only wrapped
 with AES-256-GCM under the master key, with the tenant, key kind and version
 as associated data: a wrapped key copied to another tenant does not unwrap.
-Every unwrap is written to the audit log before the key is returned.
+Every unwrap is written to the audit log before the key is returned. `destroy` shreds a
+tenant's wrapped keys; `pseudonymiser` hands out the tenant's keyed shopper pseudonyms.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ import binascii
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cleargro_pipeline.durable import shred, write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import paths
+
+if TYPE_CHECKING:
+    from cleargro_pipeline.security.pseudonyms import Pseudonymise
 
 KEY_KINDS = ("data", "pseudonym")
 MASTER_KEY_ENV = "CLEARGRO_MASTER_KEY"
@@ -89,11 +95,7 @@ def create_tenant_keys(tenant: str) -> None:
         wrapped[kind] = {"alg": "AES-256-GCM", "version": version, "nonce": _b64(nonce),
                          "wrapped": _b64(sealed)}
     key_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = key_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(wrapped, f, indent=2)
-    os.replace(tmp, key_file)
+    write_atomic(key_file, json.dumps(wrapped, indent=2).encode(), mode=0o600)
     audit.append("tenant_keys_created", tenant=tenant, kinds=list(KEY_KINDS))
 
 
@@ -117,3 +119,27 @@ def unwrap_tenant_key(tenant: str, kind: str, purpose: str) -> bytes:
     audit.append("key_unwrapped", tenant=tenant, purpose=purpose, key_kind=kind,
                  key_version=version)
     return key
+
+
+def pseudonymiser(tenant: str, purpose: str) -> Pseudonymise:
+    """The tenant's shopper pseudonyms: HMAC-SHA256 under its pseudonym key (unwrap audited)."""
+    # Start-up cost: pseudonyms imports pyarrow (~0.5 s), and every module that knows the
+    # registry imports keys; only loads and privacy requests pseudonymise.
+    from cleargro_pipeline.security.pseudonyms import hmac_pseudonymiser
+
+    return hmac_pseudonymiser(unwrap_tenant_key(tenant, "pseudonym", purpose), namespace=tenant)
+
+
+def destroy(tenant: str) -> bool:
+    """Crypto-shred the tenant's wrapped keys: keys.json, and any copy of it an interrupted
+    write left, overwritten with random bytes, fsynced and unlinked. Every copy of the data
+    they encrypted is unreadable from then on. Returns whether keys.json was there."""
+    key_file = _key_file(tenant)
+    folder = key_file.parent
+    # write_atomic's temp files, and keys.json.tmp of the writer before it
+    interrupted = ([*folder.glob(f".{key_file.name}.*.tmp"), key_file.with_suffix(".tmp")]
+                   if folder.is_dir() else [])
+    found = shred(key_file)
+    for leftover in interrupted:
+        shred(leftover)
+    return found

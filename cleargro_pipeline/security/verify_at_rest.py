@@ -1,25 +1,7 @@
-"""Prove that no customer value rests on disk in plaintext.
-
-``scan(roots, canaries)`` walks folders and searches every regular file for
-*canaries*: known customer values (a shop name, an e-mail) seeded in test
-tenants. It looks at the raw bytes and inside what the stack writes: gzip
-(dlt's load packages), zstd, zip, and Parquet (whose pages are compressed and
-dictionary-encoded, so a raw byte search would miss values). Every tenant
-warehouse must be an encrypted DuckDB file; a DuckDB file without the
-encryption flag is a finding on its own.
-
-Roots: ``default_roots(data_dir, extra)`` gives the data dir, the extras and
-the project's temp entries (``<tempdir>/cleargro*``). The CLI
-(``cleargro verify-at-rest``) passes as extras DAGSTER_HOME (event log SQLite,
-compute logs, asset metadata), dlt's pipelines/working folders, dbt's
-``target/`` and log folders, export/report folders and temp/spill folders.
-
-Results are fail-closed: anything that cannot be read or decoded (permission
-denied, corrupt or truncated container, nesting or size past the limits) is an
-``unreadable`` finding, because absence of a canary there is unproven.
-A finding's detail names the canary by 1-based position (``canary #2``) and
-never echoes file content or the canary itself, so reports are safe to share.
-"""
+"""Prove that no customer value rests on disk in plaintext: `scan(roots, canaries)` searches
+every file under the roots for known customer values, inside gzip, zstd, zip and Parquet too,
+fail-closed (what cannot be read is a finding). Roots and findings are described in
+`security/README.md`."""
 
 from __future__ import annotations
 

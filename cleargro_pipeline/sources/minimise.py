@@ -8,21 +8,16 @@ is dropped) and replaces shopper identifiers with keyed pseudonyms;
 
 from __future__ import annotations
 
-import hmac
-from typing import Callable
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.security.pseudonyms import Pseudonymise
 from cleargro_pipeline.sources.contract import RawTable
 
 
 class MinimisationError(CleargroError, ValueError):
     """Data that cannot be reduced to the contract; names the table and column, never a value."""
-
-
-Pseudonymise = Callable[[pa.Array], pa.Array]
 
 
 def _values(data: pa.Table, name: str) -> pa.ChunkedArray | None:
@@ -98,60 +93,3 @@ def suppress_erased(raw: RawTable, table: pa.Table, erased: frozenset[str]) -> p
             table = table.set_column(table.column_names.index(column), field,
                                      pc.if_else(hit, pa.scalar(None, field.type), table[column]))
     return table
-
-
-def _keyed_hmac(key: bytes, prefix: bytes):  # type: ignore[no-untyped-def]
-    """An HMAC-SHA256 state already keyed and fed `prefix`. Copying it skips re-keying, half
-    the work of a fresh HMAC per value. OpenSSL's own HMAC object (CPython's _hashlib) avoids
-    the pure-Python wrapper around it; the stdlib object is the fallback."""
-    try:
-        import _hashlib
-
-        return _hashlib.hmac_new(key, prefix, "sha256")
-    except (ImportError, AttributeError, ValueError):
-        return hmac.new(key, prefix, "sha256")
-
-
-def hmac_pseudonymiser(key: bytes, namespace: str, cache_size: int = 1_000_000) -> Pseudonymise:
-    """Lowercase hex HMAC-SHA256 of `namespace:value`, null for null.
-
-    Pure: the caller owns the key. Hashes each distinct value once per call and remembers
-    up to `cache_size` of them across calls, since chunks of one load repeat shoppers.
-    """
-    if not key:
-        raise MinimisationError("pseudonym key must not be empty")
-    keyed = _keyed_hmac(key, f"{namespace}:".encode())
-    # The cache as two aligned Arrow arrays (id text -> digest): lookups stay vectorised,
-    # only ids never seen before go through Python to be hashed.
-    known_texts, known_digests = pa.array([], pa.string()), pa.array([], pa.string())
-
-    def digest(text: str) -> str:
-        state = keyed.copy()
-        state.update(text.encode())
-        return state.hexdigest()
-
-    def digests_of(texts: pa.Array) -> pa.Array:
-        nonlocal known_texts, known_digests
-        where = pc.index_in(texts, value_set=known_texts)
-        missing = pc.filter(texts, pc.is_null(where))
-        if len(missing):
-            if len(known_texts) + len(missing) > cache_size:
-                # Bounded memory: a clean slate costs one re-hash per id.
-                known_texts, missing = pa.array([], pa.string()), texts
-                known_digests = known_texts
-            known_texts = pa.concat_arrays([known_texts, missing])
-            known_digests = pa.concat_arrays(
-                [known_digests, pa.array(map(digest, missing.to_pylist()), pa.string())])
-            where = pc.index_in(texts, value_set=known_texts)
-        return pc.take(known_digests, where)
-
-    def pseudonymise(values: pa.Array) -> pa.Array:
-        # Work on distinct ids in their own type (integers dedupe and look up fastest);
-        # the hashed text is the id's decimal or string form either way.
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        distinct = pc.unique(values).drop_null()
-        hashed = digests_of(distinct.cast(pa.string()))
-        return pc.take(hashed, pc.index_in(values, value_set=distinct))
-
-    return pseudonymise

@@ -4,24 +4,22 @@ here, so `from cleargro_pipeline import warehouse; warehouse.open_warehouse(...)
 
 from cleargro_pipeline.warehouse.connection import (
     ALIAS,
-    DBT_KEY_ENV,
-    DBT_PATH_ENV,
-    DBT_TEMP_ENV,
     ENCRYPTED_FLAG_OFFSET,
     HEADER_BYTES,
-    LOCK_TIMEOUT_S,
     WarehouseError,
+    WrongKey,
     check_file,
-    dbt_session,
     ensure_httpfs,
+    exists,
     httpfs_extension_file,
     open_file,
     open_warehouse,
     rewrite,
+    transaction,
+    wait_for_writers,
     writer_lock,
 )
 
-__all__ = ["ALIAS", "DBT_KEY_ENV", "DBT_PATH_ENV", "DBT_TEMP_ENV", "ENCRYPTED_FLAG_OFFSET",
-           "HEADER_BYTES", "LOCK_TIMEOUT_S", "WarehouseError", "check_file", "dbt_session",
-           "ensure_httpfs", "httpfs_extension_file", "open_file", "open_warehouse", "rewrite",
-           "writer_lock"]
+__all__ = ["ALIAS", "ENCRYPTED_FLAG_OFFSET", "HEADER_BYTES", "WarehouseError", "WrongKey",
+           "check_file", "ensure_httpfs", "exists", "httpfs_extension_file", "open_file",
+           "open_warehouse", "rewrite", "transaction", "wait_for_writers", "writer_lock"]

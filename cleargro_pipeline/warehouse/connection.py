@@ -7,8 +7,8 @@ tenant's folder, and no extension ever fetched from the network. Access to a
 tenant's file is serialised with a file lock (exclusive for writers, shared
 for readers) because DuckDB allows one writing process per file: steps of
 one tenant queue, whatever the Dagster executor, while tenants run in
-parallel. `dbt_session` hands the same key to a dbt subprocess through its
-environment (never argv) while holding the writer's lock.
+parallel. `external_writer` holds that turn for dbt (`warehouse.dbt`), which attaches the
+file itself.
 """
 
 from __future__ import annotations
@@ -18,29 +18,29 @@ import shutil
 import uuid
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import duckdb
 
 from cleargro_pipeline import tenants
-from cleargro_pipeline.durable import fsync_path
+from cleargro_pipeline.durable import fsync_path, shred
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.security import keys
-from cleargro_pipeline.settings import paths
+from cleargro_pipeline.settings import lock_timeout_s, paths
 
 ALIAS = "wh"
 HEADER_BYTES = 3 * 4096  # main header + two database headers precede the first block
 BLOCK_BYTES = 262144  # DuckDB's default block size; files grow in whole blocks
 ENCRYPTED_FLAG_OFFSET = 20
-LOCK_TIMEOUT_S = float(os.environ.get("CLEARGRO_LOCK_TIMEOUT_S", "1800"))
-DBT_KEY_ENV = "DBT_ENV_SECRET_CLEARGRO_WAREHOUSE_KEY"  # dbt masks DBT_ENV_SECRET_* values
-DBT_PATH_ENV = "CLEARGRO_WAREHOUSE_PATH"
-DBT_TEMP_ENV = "CLEARGRO_WAREHOUSE_TEMP_DIR"
 
 
 class WarehouseError(CleargroError):
     """A warehouse cannot be opened; the message names the tenant and the cause."""
+
+
+class WrongKey(WarehouseError):
+    """The file is intact but the tenant's data key does not open it (another tenant's file)."""
 
 
 def httpfs_extension_file() -> Path:
@@ -72,11 +72,14 @@ def _base_config() -> dict[str, str | bool]:
     return {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
-def _tenant_lock(tenant: str, *, shared: bool, timeout: float) -> AbstractContextManager[bool]:
+def _tenant_lock(tenant: str, *, shared: bool, timeout: float | None,
+                 create: bool = True) -> AbstractContextManager[bool]:
+    """The tenant's lock; `timeout` None is the configured one (`settings.lock_timeout_s`)."""
+    wait = lock_timeout_s() if timeout is None else timeout
     return file_lock(paths().tenant_dir(tenant) / "warehouse.lock", shared=shared,
-                     timeout=timeout, on_timeout=lambda: WarehouseError(
+                     timeout=wait, create=create, on_timeout=lambda: WarehouseError(
                          f"tenant '{tenant}': warehouse is busy (another process held it for "
-                         f"more than {timeout:.0f} s)"))
+                         f"more than {wait:.0f} s)"))
 
 
 def check_file(tenant: str, path: Path) -> None:
@@ -98,15 +101,18 @@ def _scrub(message: str, secret: str) -> str:
     return message.replace(secret, "<redacted>")
 
 
-def _describe(tenant: str, path: Path, error: Exception, secret: str) -> str:
+def _attach_error(tenant: str, path: Path, error: Exception, secret: str) -> WarehouseError:
+    """Our error for a failed ATTACH. DuckDB names a wrong key only in its text: this is the
+    one place that reads it, so callers match the type (WrongKey), never the text."""
     text = _scrub(str(error), secret)
+    where = f"tenant '{tenant}': cannot open warehouse {path}"
     if "Wrong encryption key" in text:
-        cause = "wrong data key for this file (the file is intact; the key does not match it)"
-    elif "without a key" in text:
-        cause = "the file is encrypted but no key was given"
-    else:
-        cause = f"corrupted or truncated file ({type(error).__name__}: {text.splitlines()[0]})"
-    return f"tenant '{tenant}': cannot open warehouse {path}: {cause}"
+        return WrongKey(f"{where}: wrong data key for this file (the file is intact; the key "
+                        "does not match it)")
+    if "without a key" in text:
+        return WarehouseError(f"{where}: the file is encrypted but no key was given")
+    return WarehouseError(f"{where}: corrupted or truncated file "
+                          f"({type(error).__name__}: {text.splitlines()[0]})")
 
 
 @contextmanager
@@ -150,7 +156,7 @@ def _attach(conn: duckdb.DuckDBPyConnection, tenant: str, path: Path, key: bytes
     try:
         conn.execute(f"ATTACH '{path}' AS {ALIAS} ({options})")
     except duckdb.Error as error:
-        raise WarehouseError(_describe(tenant, path, error, secret)) from None
+        raise _attach_error(tenant, path, error, secret) from None
     conn.execute(f"USE {ALIAS}")
     if read_only:
         # Readers (analysts) may not write query results to files in plaintext, nor
@@ -159,11 +165,17 @@ def _attach(conn: duckdb.DuckDBPyConnection, tenant: str, path: Path, key: bytes
         conn.execute("SET lock_configuration = true")
 
 
+def exists(tenant: str) -> bool:
+    """Whether the tenant has a warehouse yet (none until its first load or import)."""
+    return paths().warehouse(tenants.validate_name(tenant)).exists()
+
+
 @contextmanager
 def open_warehouse(tenant: str, *, purpose: str, read_only: bool = False,
-                   lock_timeout: float = LOCK_TIMEOUT_S) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Yield a connection whose default catalog is the tenant's warehouse (`wh`)."""
-    tenants.get(tenant)
+                   lock_timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Yield a connection whose default catalog is the tenant's warehouse (`wh`).
+    `lock_timeout`: how long to wait for the tenant's writer (None: the configured time)."""
+    tenants.require(tenant)
     path = paths().warehouse(tenant)
     if read_only and not path.exists():
         raise WarehouseError(f"tenant '{tenant}' has no warehouse yet ({path}); "
@@ -174,13 +186,36 @@ def open_warehouse(tenant: str, *, purpose: str, read_only: bool = False,
 
 
 @contextmanager
-def writer_lock(tenant: str, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
+def writer_lock(tenant: str, *, lock_timeout: float | None = None) -> Iterator[Path]:
     """Hold the tenant's writer lock without opening anything (backups and restores); yields
     the warehouse path. Inside, open files with `open_file`: open_warehouse would wait for
     this very lock."""
-    tenants.get(tenant)
+    tenants.require(tenant)
     with _tenant_lock(tenant, shared=False, timeout=lock_timeout):
         yield paths().warehouse(tenant)
+
+
+@contextmanager
+def wait_for_writers(tenant: str, *, lock_timeout: float | None = None) -> Iterator[bool]:
+    """Wait until no process writes or reads the tenant's warehouse, and keep it so for the
+    block (tenant deletion); yields whether the tenant had a lock file. Never creates one
+    (nor the tenant's folder), and works for a tenant no longer registered."""
+    with _tenant_lock(tenants.validate_name(tenant), shared=False, timeout=lock_timeout,
+                      create=False) as held:
+        yield held
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block in one transaction: committed at its end, rolled back on any exception
+    (KeyboardInterrupt included)."""
+    conn.execute("begin transaction")
+    try:
+        yield conn
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
 
 
 @contextmanager
@@ -210,23 +245,29 @@ def _unwrap_data_key(tenant: str, purpose: str) -> bytes:
         raise WarehouseError(f"tenant '{tenant}': cannot open warehouse: {error}") from None
 
 
-@contextmanager
-def dbt_session(tenant: str, *, lock_timeout: float = LOCK_TIMEOUT_S) -> Iterator[dict[str, str]]:
-    """Hold the writer's turn and yield the environment a dbt subprocess needs (key included).
+class ExternalWriter(NamedTuple):
+    """What a process that opens the file itself (dbt) needs: the path, the data key and a
+    spill folder. Only `warehouse.dbt` asks for it, to put the key in dbt's environment."""
 
-    The key travels only in the child's environment: dbt's profile reads it with env_var().
-    """
-    tenants.get(tenant)
+    path: Path
+    key: bytes
+    spill: Path
+
+
+@contextmanager
+def external_writer(tenant: str, *, purpose: str,
+                    lock_timeout: float | None = None) -> Iterator[ExternalWriter]:
+    """Hold the writer's turn for another process that attaches the tenant's file."""
+    tenants.require(tenant)
     path = paths().warehouse(tenant)
     with _tenant_lock(tenant, shared=False, timeout=lock_timeout), \
             _spill_folder(tenant, exclusive=True) as spill:
         if path.exists():
             check_file(tenant, path)
-        key = _unwrap_data_key(tenant, "transform")
-        yield {DBT_PATH_ENV: str(path), DBT_KEY_ENV: key.hex(), DBT_TEMP_ENV: str(spill)}
+        yield ExternalWriter(path, _unwrap_data_key(tenant, purpose), spill)
 
 
-def rewrite(tenant: str, *, purpose: str, lock_timeout: float = LOCK_TIMEOUT_S) -> int:
+def rewrite(tenant: str, *, purpose: str, lock_timeout: float | None = None) -> int:
     """Rewrite the tenant's warehouse into a fresh encrypted file (same key) and swap it in.
 
     DuckDB keeps deleted rows' bytes in the file until their blocks are reused; copying the
@@ -249,7 +290,7 @@ def rewrite(tenant: str, *, purpose: str, lock_timeout: float = LOCK_TIMEOUT_S) 
                                      f"({type(error).__name__})") from None
         check_file(tenant, fresh)
         fsync_path(fresh)
-        _shred(path)
+        shred(path, unlink=False)  # its blocks held the deleted rows; the fresh file replaces it
         os.replace(fresh, path)
         fsync_path(path.parent)
         return path.stat().st_size
@@ -257,13 +298,3 @@ def rewrite(tenant: str, *, purpose: str, lock_timeout: float = LOCK_TIMEOUT_S) 
 
 def _wal_of(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
-
-
-def _shred(path: Path) -> None:
-    """Overwrite a file in place before it is replaced (its blocks held deleted rows)."""
-    size = path.stat().st_size
-    with open(path, "r+b") as f:
-        for _ in range(0, size, 1 << 20):
-            f.write(os.urandom(min(1 << 20, size - f.tell())))
-        f.flush()
-        os.fsync(f.fileno())
