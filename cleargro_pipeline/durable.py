@@ -1,11 +1,16 @@
 """Durability on disk: the one fsync helper for files and folders (a renamed or new file is
-durable only once its folder's entry is too), the one atomic file writer and the one shredder."""
+durable only once its folder's entry is too), the one atomic file writer, the one shredder and
+the one file digest."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from pathlib import Path
+from typing import BinaryIO
+
+CHUNK_BYTES = 8 << 20
 
 
 def fsync_path(path: Path) -> None:
@@ -59,3 +64,12 @@ def shred(path: Path, *, unlink: bool = True) -> bool:
         path.unlink()
         fsync_path(path.parent)
     return True
+
+
+def sha256_of(src: BinaryIO) -> tuple[int, str]:
+    """Size and SHA-256 of what is left to read in `src`, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := src.read(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()

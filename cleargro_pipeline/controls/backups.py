@@ -17,7 +17,7 @@ from typing import BinaryIO
 import duckdb
 
 from cleargro_pipeline import tenants, warehouse
-from cleargro_pipeline.durable import fsync_path, write_atomic
+from cleargro_pipeline.durable import fsync_path, sha256_of, write_atomic
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.security import audit
 from cleargro_pipeline.settings import TENANT_NAME, paths
@@ -133,14 +133,6 @@ def table_checksums(conn: duckdb.DuckDBPyConnection,
 
 
 # --- files ----------------------------------------------------------------------------
-
-
-def _hash_file(src: BinaryIO) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    while chunk := src.read(CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _copy(src: BinaryIO, dest: Path) -> tuple[int, str]:
@@ -352,7 +344,7 @@ def restore(tenant: str, backup_id: str, *, now: datetime | None = None,
     except FileNotFoundError:
         raise CorruptBackup(f"{where}: file {backup.path} is missing; nothing was restored") from None
     with src:  # one descriptor: what is verified is what is copied, even if the file is purged
-        size, sha256 = _hash_file(src)
+        size, sha256 = sha256_of(src)
         if (size, sha256) != (backup.size, backup.sha256):
             raise CorruptBackup(f"{where} is corrupted: its size or SHA-256 does not match the "
                                 "manifest; nothing was restored")

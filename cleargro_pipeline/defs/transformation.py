@@ -39,7 +39,9 @@ def dbt_models(context: dg.AssetExecutionContext) -> Iterator[Any]:
     project_dir = Path(run.dbt_project.project_dir) if run.dbt_project else tenant_dbt.PROJECT_DIR
     env = {**STREAMING_ENV, **({DBT_INDIRECT_SELECTION_ENV: run.indirect_selection}
                                if run.indirect_selection else {})}
-    with tenant_dbt.process(tenant, [*args, *run.selection_args], purpose=context.run.run_id,
+    args = [*args, *run.selection_args]
+    context.log.info(f"Running dbt command: `dbt {' '.join(args)}`.")  # no secret is in argv
+    with tenant_dbt.process(tenant, args, purpose=context.run.run_id,
                             env=env, project_dir=project_dir) as (child, target):
         yield from DbtCliInvocation(
             process=child, manifest=run.manifest, dagster_dbt_translator=run.dagster_dbt_translator,

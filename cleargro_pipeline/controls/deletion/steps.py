@@ -6,7 +6,6 @@ certificate that lists everything removed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from cleargro_pipeline.controls.deletion.requests import (
     utc,
 )
 from cleargro_pipeline.controls.disconnect import provider_revoker
+from cleargro_pipeline.durable import sha256_of
 from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.security import audit, keys, secret_store
 from cleargro_pipeline.settings import paths
@@ -42,18 +42,13 @@ PARTITIONS = "tenants"  # = orchestration.partitions.tenant_partitions.name
 RUN_TAGS = (tenants.RUN_TAG, "dagster/partition", "dagster/partition/tenant",
             "dagster/partition/tenants")
 _IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
-_CHUNK = 1 << 20
 
 
 # --- inventory -------------------------------------------------------------------------------
 
 def _sha256(path: Path) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+        return sha256_of(f)
 
 
 def _label(path: Path, roots: dict[str, Path]) -> tuple[str, str]:
