@@ -1,6 +1,6 @@
 # Every target sets up what it needs itself: uv (installed from PyPI if missing), .venv from
 # uv.lock, DuckDB's httpfs extension, the local demo master key, DAGSTER_HOME, the dbt manifest.
-.PHONY: setup demo test dev bench eval clean
+.PHONY: setup demo test dev bench bench-fleet eval clean
 
 export UV_PYTHON_DOWNLOADS := never
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
@@ -30,6 +30,12 @@ dev: setup
 
 bench: setup
 	.venv/bin/python -m cleargro_pipeline.bench --size $(or $(SIZE),medium)
+
+# One daily cycle of N small tenants through the daemon's run queue (tenant setup not timed);
+# FLEET_DIR keeps the prepared tenants for another N.
+bench-fleet: setup
+	.venv/bin/python -m cleargro_pipeline.benchmarks.fleet --tenants $(or $(N),200) \
+		$(if $(FLEET_DIR),--workdir $(FLEET_DIR))
 
 eval: setup
 	.venv/bin/python -m cleargro_pipeline.evaluation --size $(or $(SIZE),small)

@@ -5,7 +5,10 @@ in a child process; the parent removes that folder whatever happens to the
 child (success, an exception, or SIGKILL from the OOM killer or an operator),
 and the child clears leftovers of earlier runs once it holds the tenant's
 writer lock. The child holds the lock for its whole life, so the kernel
-releases it the moment the child dies.
+releases it the moment the child dies. One child loads every system of a run
+(one lock, one start), and is forked: the parent has dlt imported already, so
+the child starts in milliseconds instead of importing it again in seconds.
+A system that fails does not stop the others; the failures are raised after.
 
 Errors crossing back to the parent carry the error class and our own
 messages only: third-party messages can quote a failing value, and Dagster
@@ -24,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import dlt
 import pyarrow as pa
@@ -80,14 +83,41 @@ def _dlt_work_root(tenant: str) -> Path:
     return paths().tenant_work(tenant) / "dlt"
 
 
-def load(tenant: str, plan: DemoPlan | FileDropPlan,
+Plan = DemoPlan | FileDropPlan
+
+
+@dataclass
+class LoadFailure:
+    """One system's load that failed: nothing of its failed tables was committed."""
+    system: str
+    message: str  # sanitised (see `_safe_message`)
+    credentials_rejected: bool
+
+
+def load(tenant: str, plan: Plan | Mapping[str, Plan],
          systems: tuple[str, ...] = SYSTEMS) -> list[LoadReport]:
-    """Load `systems` of `plan` into the tenant's warehouse; returns what was loaded."""
+    """Load `systems` of `plan` (one plan, or one per system) into the tenant's warehouse and
+    return what was loaded; if a system failed, the others still load and the first failure
+    is raised after them (`CredentialsRejected` if a source refused the credentials)."""
+    reports, failures = load_each(tenant, plan, systems)
+    if failures:
+        first = failures[0]
+        kind = CredentialsRejected if first.credentials_rejected else IngestError
+        raise kind(f"tenant '{tenant}': load of {first.system} failed: {first.message}")
+    return reports
+
+
+def load_each(tenant: str, plan: Plan | Mapping[str, Plan],
+              systems: tuple[str, ...] = SYSTEMS) -> tuple[list[LoadReport], list[LoadFailure]]:
+    """`load`, returning each system's failure instead of raising it (the Dagster asset records
+    the systems that loaded, then fails naming the ones that did not)."""
+    plans = dict(plan) if isinstance(plan, Mapping) else {system: plan for system in systems}
+    plans = {system: plans[system] for system in systems if system in plans}
     work_dir = _dlt_work_root(tenant) / uuid.uuid4().hex
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child_main, name=f"cleargro-load-{tenant}",
-                        args=(tenant, plan, systems, str(work_dir), sender))
+                        args=(tenant, plans, str(work_dir), sender))
     child.start()
     sender.close()
     try:
@@ -112,9 +142,10 @@ def _await(child: Any, receiver: Any) -> tuple[str, Any] | None:
     return outcome
 
 
-def _unpack(tenant: str, exitcode: int | None, outcome: tuple[str, Any] | None) -> list[LoadReport]:
+def _unpack(tenant: str, exitcode: int | None,
+            outcome: tuple[str, Any] | None) -> tuple[list[LoadReport], list[LoadFailure]]:
     if outcome and outcome[0] == "ok":
-        return outcome[1]
+        return outcome[1], outcome[2]
     if outcome and outcome[0] == "error":
         kind = CredentialsRejected if outcome[2] else IngestError
         raise kind(f"tenant '{tenant}': load failed: {outcome[1]}")
@@ -133,12 +164,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child_main(tenant: str, plan: Any, systems: tuple[str, ...], work_dir: str,
-                sender: Any) -> None:
+def _child_main(tenant: str, plans: dict[str, Plan], work_dir: str, sender: Any) -> None:
     _die_with_parent()
+    # Forked from a Dagster run or a CLI: their interrupt handlers are not the loader's.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        reports = _load_in_child(tenant, plan, systems, Path(work_dir))
-        sender.send(("ok", reports))
+        reports, failures = _load_in_child(tenant, plans, Path(work_dir))
+        sender.send(("ok", reports, failures))
     except BaseException as error:  # noqa: BLE001 - every failure must reach the parent, sanitised
         sender.send(("error", _safe_message(error), _rejected_credentials(error)))
     finally:
@@ -189,32 +222,39 @@ def configure_dlt(work_dir: Path) -> None:
     })
 
 
-def _load_in_child(name: str, plan: Any, systems: tuple[str, ...],
-                   work_dir: Path) -> list[LoadReport]:
+def _load_in_child(name: str, plans: dict[str, Plan],
+                   work_dir: Path) -> tuple[list[LoadReport], list[LoadFailure]]:
     configure_dlt(work_dir)
-    providers = _providers(plan, systems)  # validates a file drop before anything is loaded
+    providers = _providers(plans)  # validates a file drop before anything is loaded
     tenant = tenants.get(name)  # the load's one registry lookup: passed down from here
-    scope, providers = _in_scope(tenant, plan, providers)
+    scope, providers = _in_scope(tenant, plans, providers)
     pseudonymise = keys.pseudonymiser(name, "ingest")
+    reports, failures = [], []
     with warehouse.open_warehouse(name, purpose="ingest") as conn:
         _clear_stale_work(name, keep=work_dir)
         # Read under the writer lock: an erasure that finished while we waited is included.
         erased = request_log.redacted_pseudonyms(name)
-        return [load_system(conn, system, provide, pseudonymise, incremental=incremental,
-                            work_dir=work_dir, tenant=name, scope=scope, erased=erased)
-                for system, (provide, incremental) in providers.items()]
+        for system, (provide, incremental) in providers.items():
+            try:
+                reports.append(load_system(
+                    conn, system, provide, pseudonymise, incremental=incremental,
+                    work_dir=work_dir, tenant=name, scope=scope, erased=erased))
+            except Exception as error:  # noqa: BLE001 - the other systems still load
+                failures.append(LoadFailure(system, _safe_message(error),
+                                            _rejected_credentials(error)))
+    return reports, failures
 
 
-def _in_scope(tenant: tenants.Tenant, plan: Any,
+def _in_scope(tenant: tenants.Tenant, plans: dict[str, Plan],
               providers: dict[str, Any]) -> tuple[scopes.Scope, dict[str, Any]]:
     """The tenant's data scope, and the providers of the systems it may load: sources out of
     scope never load (file drops included); a disconnected source is not synced (every plan
     but a file drop, which an operator runs on purpose, is a sync)."""
     scope = scopes.of(tenant)
-    synced = not isinstance(plan, FileDropPlan)
     return scope, {system: provider for system, provider in providers.items()
                    if scope.allows_source(system)
-                   and not (synced and system in tenant.disconnected_sources)}
+                   and not (not isinstance(plans[system], FileDropPlan)
+                            and system in tenant.disconnected_sources)}
 
 
 def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incremental: bool,
@@ -261,7 +301,19 @@ def _clear_stale_work(tenant: str, keep: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _providers(plan: Any, systems: tuple[str, ...]) -> dict[str, tuple[Any, bool]]:
+def _providers(plans: dict[str, Plan]) -> dict[str, tuple[Any, bool]]:
+    """Each system's provider, in the order of `plans`; systems sharing a plan share its
+    provider (one demo shop generated, one file drop read)."""
+    systems_of: dict[Plan, list[str]] = {}
+    for system, plan in plans.items():
+        systems_of.setdefault(plan, []).append(system)
+    shared = {}
+    for plan, systems in systems_of.items():
+        shared.update(_plan_providers(plan, tuple(systems)))
+    return {system: shared[system] for system in plans if system in shared}
+
+
+def _plan_providers(plan: Plan, systems: tuple[str, ...]) -> dict[str, tuple[Any, bool]]:
     if isinstance(plan, DemoPlan):
         shop = DemoShop(size=plan.size, seed=plan.seed, end_date=plan.end_date,
                         incidents=plan.incidents, tenant=plan.tenant)

@@ -90,9 +90,9 @@ def _write(tenant: Tenant) -> None:
     os.replace(tmp, target)
 
 
-def demo_sources(size: str, hold_back_days: int = 0) -> dict[str, dict[str, Any]]:
+def demo_sources(size: str, hold_back_days: int = 0, seed: int = 7) -> dict[str, dict[str, Any]]:
     """Every source fed by the embedded demo shop of `size` (optionally synced days late)."""
-    config = {"kind": "demo", "size": size, "seed": 7}
+    config = {"kind": "demo", "size": size, "seed": seed}
     if hold_back_days:
         config["hold_back_days"] = hold_back_days
     return {system: dict(config) for system in SOURCE_NAMES}

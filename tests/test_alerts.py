@@ -15,7 +15,7 @@ from cleargro_pipeline.alerts import service
 from cleargro_pipeline.cli import cli
 from cleargro_pipeline.definitions import loaded_defs
 from cleargro_pipeline.defs.alerting import alert_dispatch, alerts_on_run_failure
-from cleargro_pipeline.defs.ingestion import RAW_ASSETS_BY_SYSTEM
+from cleargro_pipeline.defs.ingestion import raw_asset_keys
 from cleargro_pipeline.orchestration.partitions import dagster_instance
 from cleargro_pipeline.security import audit
 
@@ -38,7 +38,7 @@ def _refresh(systems: list[str], monkeypatch, fault: str | None = None) -> dg.Ex
         monkeypatch.delenv(ingest.FAULT_ENV, raising=False)
     return defs.resolve_job_def("tenant_refresh").execute_in_process(
         instance=dagster_instance(), partition_key=TENANT, tags=tenants.run_tags(TENANT),
-        asset_selection=[k for s in systems for k in RAW_ASSETS_BY_SYSTEM[s].keys],
+        asset_selection=[k for s in systems for k in raw_asset_keys(s)],
         raise_on_error=False)
 
 
@@ -64,7 +64,7 @@ def test_failed_runs_and_stale_sources_raise_one_alert_each_until_they_clear(acm
     outcome = service.run(acme, instance=dagster_instance())
     assert outcome.resolved == [alert.alert_id]  # the latest run failed for another reason
     failure = _active(outcome)[("pipeline_failed", "tenant_refresh")]
-    assert "load_raw_app" in failure.message and "(IngestError)" in failure.message
+    assert "load_raw" in failure.message and "(IngestError)" in failure.message
     assert "test fault" not in failure.message  # the class only, never the error's text
 
     assert _refresh(["app"], monkeypatch).success

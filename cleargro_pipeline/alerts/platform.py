@@ -93,18 +93,28 @@ def _failure(instance: dg.DagsterInstance, tenant: str, job: str, run: Any) -> l
     cls = _root_class(error) if error else "RunFailure"
     link = f"{dagster_url()}/runs/{run.run_id}"
     if cls == CREDENTIALS_ERROR:
-        system = (step or "").removeprefix("load_raw_")
         return [Detection(
             alert_type="credentials_invalid", severity="critical", entity_type="source",
             entity_id=system, metric="sync_status", observed=None, expected=None,
             episode_start=ended.date(), detected_on=ended.date(), link=link,
             message=f"{system} rejected the stored credentials in run {run.run_id[:8]}: "
-                    f"reconnect the integration to resume syncing.")]
+                    f"reconnect the integration to resume syncing.")
+            for system in _unloaded_systems(instance, run)]
     return [Detection(
         alert_type="pipeline_failed", severity="critical", entity_type="job", entity_id=job,
         metric="failed_step", observed=None, expected=None, episode_start=ended.date(),
         detected_on=ended.date(), link=link,
         message=f"Run {run.run_id[:8]} of {job} failed at step {step} ({cls}).")]
+
+
+def _unloaded_systems(instance: dg.DagsterInstance, run: Any) -> list[str]:
+    """Systems whose raw tables the run was to load and did not (one loader step loads them
+    all, recording each system that loaded before it fails for the others)."""
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000).records
+    loaded = {r.event_log_entry.dagster_event.asset_key for r in records}
+    return sorted({key.path[0].removeprefix("raw_") for key in run.asset_selection or ()
+                   if key.path[0].startswith("raw_") and key not in loaded})
 
 
 def _root_class(error: Any) -> str:

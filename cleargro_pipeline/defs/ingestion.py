@@ -1,6 +1,7 @@
-"""Raw-table assets, one multi-asset per system, partitioned by tenant: the asset specs come
-from the dlt source itself through dagster-dlt's translator; the load runs in `ingest.load`'s
-supervised child process so a crash cannot leave dlt's plaintext working files behind."""
+"""Raw-table assets in one multi-asset, partitioned by tenant: the asset specs come from the
+dlt sources themselves through dagster-dlt's translator (groups per system); the load runs in
+`ingest`'s supervised child process, once per run for every system, so a crash cannot leave
+dlt's plaintext working files behind."""
 
 from typing import Any, Iterator
 
@@ -8,6 +9,7 @@ import dagster as dg
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from cleargro_pipeline import ingest, tenants
+from cleargro_pipeline.errors import CredentialsRejected
 from cleargro_pipeline.orchestration.partitions import tenant_partitions
 from cleargro_pipeline.orchestration.translator import RawTableTranslator, raw_asset_key
 from cleargro_pipeline.sources.raw import contract_source
@@ -31,32 +33,49 @@ def plan_for(tenant: str, system: str, config: dict[str, Any]) -> ingest.DemoPla
                      "cannot sync (supported: demo; other data arrives with `cleargro import`)")
 
 
-def raw_assets(system: str) -> dg.AssetsDefinition:
-    @dg.multi_asset(name=f"load_raw_{system}", specs=_specs(system), can_subset=True,
-                    partitions_def=tenant_partitions, op_tags={"cleargro/system": system})
-    def load(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
-        tenant = context.partition_key
-        config = tenants.synced_sources(tenants.get(tenant)).get(system)
-        if not config:
-            context.log.info(f"tenant '{tenant}' does not sync {system}: skipped")
-            return
-        for report in ingest.load(tenant, plan_for(tenant, system, config), (system,)):
-            for table, rows in report.rows.items():
-                key = raw_asset_key(system, table)
-                if key in context.selected_asset_keys:
-                    yield dg.MaterializeResult(asset_key=key, metadata={
-                        "rows_loaded": dg.MetadataValue.int(rows),
-                        "load_ids": ", ".join(report.load_ids),
-                        "system_seconds": dg.MetadataValue.float(report.seconds),
-                        **{f"{phase}_seconds": dg.MetadataValue.float(seconds)
-                           for phase, seconds in report.phase_seconds.items()},
-                    })
-            # Tables with no new rows this run are still current: record them as checked.
-            for key in context.selected_asset_keys - {raw_asset_key(system, t) for t in report.rows}:
-                yield dg.MaterializeResult(asset_key=key, metadata={"rows_loaded": 0})
-
-    return load
+@dg.multi_asset(name="load_raw", specs=[spec for system in ingest.SYSTEMS for spec in _specs(system)],
+                can_subset=True, partitions_def=tenant_partitions)
+def load_raw(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+    """Every selected system of the tenant in one supervised loader (one process, one lock);
+    the systems that loaded are recorded even when another failed, then the step fails
+    naming the ones that did not."""
+    tenant = context.partition_key
+    synced = tenants.synced_sources(tenants.get(tenant))
+    selected = {key.path[0].removeprefix("raw_") for key in context.selected_asset_keys}
+    plans = {system: plan_for(tenant, system, synced[system])
+             for system in ingest.SYSTEMS if system in selected and synced.get(system)}
+    for system in sorted(selected - set(plans)):
+        context.log.info(f"tenant '{tenant}' does not sync {system}: skipped")
+    if not plans:
+        return
+    reports, failures = ingest.load_each(tenant, plans, tuple(plans))
+    for report in reports:
+        yield from _materializations(context, report)
+    if failures:
+        first = failures[0]
+        kind = CredentialsRejected if first.credentials_rejected else ingest.IngestError
+        raise kind(f"tenant '{tenant}': load of {', '.join(f.system for f in failures)} failed: "
+                   f"{first.system}: {first.message}")
 
 
-RAW_ASSETS_BY_SYSTEM = {system: raw_assets(system) for system in ingest.SYSTEMS}
-RAW_ASSETS = list(RAW_ASSETS_BY_SYSTEM.values())
+def _materializations(context: dg.AssetExecutionContext,
+                      report: ingest.LoadReport) -> Iterator[dg.MaterializeResult]:
+    system = report.system
+    for table, rows in report.rows.items():
+        key = raw_asset_key(system, table)
+        if key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata={
+                "rows_loaded": dg.MetadataValue.int(rows),
+                "load_ids": ", ".join(report.load_ids),
+                "system_seconds": dg.MetadataValue.float(report.seconds),
+                **{f"{phase}_seconds": dg.MetadataValue.float(seconds)
+                   for phase, seconds in report.phase_seconds.items()},
+            })
+    # Tables with no new rows this run are still current: record them as checked.
+    ours = {key for key in context.selected_asset_keys if key.path[0] == f"raw_{system}"}
+    for key in ours - {raw_asset_key(system, t) for t in report.rows}:
+        yield dg.MaterializeResult(asset_key=key, metadata={"rows_loaded": 0})
+
+
+def raw_asset_keys(system: str) -> list[dg.AssetKey]:
+    return [key for key in load_raw.keys if key.path[0] == f"raw_{system}"]

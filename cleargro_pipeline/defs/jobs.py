@@ -5,20 +5,23 @@ from typing import Iterator
 import dagster as dg
 
 from cleargro_pipeline import ingest, tenants
-from cleargro_pipeline.defs.ingestion import RAW_ASSETS
+from cleargro_pipeline.defs.ingestion import load_raw, raw_asset_keys
 from cleargro_pipeline.defs.transformation import dbt_models
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 
+# Two steps, both in the run's own process: the loader and dbt start their supervised
+# children themselves, so a process per step (the multiprocess executor) only adds start-up.
 tenant_refresh = dg.define_asset_job(
-    "tenant_refresh", selection=dg.AssetSelection.assets(*RAW_ASSETS, dbt_models),
+    "tenant_refresh", selection=dg.AssetSelection.assets(load_raw, dbt_models),
+    executor_def=dg.in_process_executor,
     description="Load every configured source of one tenant, then build its dbt models.")
 
 
 def tenant_selection(tenant: str) -> list[dg.AssetKey]:
     """Raw tables of the systems the tenant syncs, plus every model."""
     configured = set(tenants.synced_sources(tenants.get(tenant)))
-    keys = [key for system, assets in zip(ingest.SYSTEMS, RAW_ASSETS) if system in configured
-            for key in assets.keys]
+    keys = [key for system in ingest.SYSTEMS if system in configured
+            for key in raw_asset_keys(system)]
     return keys + list(dbt_models.keys)
 
 

@@ -24,8 +24,11 @@ from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
 dbt_project = DbtProject(project_dir=tenant_dbt.PROJECT_DIR, profiles_dir=tenant_dbt.PROFILES_DIR,
                          target=tenant_dbt.TARGET)
-# What dagster-dbt's event stream expects of the dbt process (json logs, no buffering).
-STREAMING_ENV = {"DAGSTER_DBT_CLI": "true", "PYTHONUNBUFFERED": "1", "DBT_LOG_FORMAT": "json"}
+# What dagster-dbt's event stream expects of the dbt process (json logs, no buffering). The
+# stream is all the asset reads: dbt's JSON artefacts (the whole manifest rewritten, run
+# results) would only be written into a folder removed after the run.
+STREAMING_ENV = {"DAGSTER_DBT_CLI": "true", "PYTHONUNBUFFERED": "1", "DBT_LOG_FORMAT": "json",
+                 "DBT_WRITE_JSON": "false"}
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, name="dbt_models",

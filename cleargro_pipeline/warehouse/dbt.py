@@ -1,27 +1,36 @@
-"""The one path to dbt: every dbt process of a tenant starts here, and so does the parse.
+"""The one path to dbt: every dbt invocation of a tenant starts here, and so does the parse.
 
-A tenant's dbt process (the Dagster asset, `cleargro dbt`, shopper erasure, retention,
-disconnect, the tests) runs under the tenant's writer lock with the data key in the child's
-environment only (never argv, never this process's `os.environ`: dbt's profile reads it with
-`env_var()`, and dbt masks `DBT_ENV_SECRET_*` values in its logs). Its target/ and logs go to a
-per-run folder under `data/work/<tenant>/dbt/` that is removed when the run ends. `parse` writes
-the manifest Dagster reads, with placeholder connection values: parsing opens no warehouse.
+dbt parses the project once per code version (`parse`: the manifest Dagster reads, and dbt's
+own parsed object that `preload` keeps in memory); the parse opens no warehouse and holds no
+customer value. A tenant's dbt invocation (the Dagster asset, `cleargro dbt`, shopper erasure,
+retention, disconnect, the tests) runs in a child forked from this process, which already has
+dbt imported and the project parsed: no interpreter start-up, no parsing per run (per-tenant
+vars and warehouse paths would defeat dbt's partial parsing on every run). The child runs under
+the tenant's writer lock with the data key in the child's environment only (never argv, never
+this process's `os.environ`: dbt's profile reads it with `env_var()`, and dbt masks
+`DBT_ENV_SECRET_*` values in its logs). Its target/ and logs go to a per-run folder under
+`data/work/<tenant>/dbt/` that is removed when the run ends.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 from cleargro_pipeline import tenants
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.settings import DBT_PROJECT_DIR, paths
 from cleargro_pipeline.warehouse.connection import external_writer
 
@@ -95,16 +104,21 @@ def run(tenant: str, args: Sequence[str], *, purpose: str, capture: bool = True,
 @contextmanager
 def process(tenant: str, args: Sequence[str], *, purpose: str, capture: bool = True,
             target: Path | None = None, env: Mapping[str, str] | None = None,
-            project_dir: Path = PROJECT_DIR) -> Iterator[tuple[subprocess.Popen, Path]]:
+            project_dir: Path = PROJECT_DIR) -> Iterator[tuple[ForkedDbt, Path]]:
     """Start dbt for one tenant and yield the process and its target folder; the tenant's
     writer lock is held until the block ends, and the folder is removed then (unless the
     caller gave `target`). `env` adds non-secret variables (Dagster's streaming settings)."""
     work = target or paths().tenant_work(tenant) / "dbt" / f"{purpose}-{uuid.uuid4().hex}"
+    manifest = preload() if project_dir == PROJECT_DIR else None
     try:
         with external_writer(tenant, purpose="transform") as session:
             secrets = {PATH_ENV: str(session.path), KEY_ENV: session.key.hex(),
                        TEMP_ENV: str(session.spill)}
-            child = _start(args, {**(env or {}), **secrets}, work, capture, project_dir)
+            # A debug log in a folder that is removed afterwards is only work (and one more
+            # file that could hold what a query returned): none, unless the caller keeps it.
+            quiet = {} if target else {"DBT_LOG_LEVEL_FILE": "none"}
+            child = _start(args, {**quiet, **(env or {}), **secrets}, work, capture, project_dir,
+                           manifest)
             try:
                 yield child, work
             except BaseException:
@@ -118,15 +132,16 @@ def process(tenant: str, args: Sequence[str], *, purpose: str, capture: bool = T
 
 
 def parse(force: bool = False) -> Path:
-    """Parse the project so Dagster can read its manifest (no warehouse is opened); skipped
-    when the manifest is newer than every model and YAML file."""
+    """Parse the project once per code version, for Dagster (the manifest) and for runs
+    (dbt's partial-parse file); skipped while the manifest is newer than every model and
+    YAML file. No warehouse is opened: placeholders satisfy the profile's `env_var()`."""
     if MANIFEST.exists() and not force and not _sources_newer_than(MANIFEST):
         return MANIFEST
-    # Parsing renders the profile but never connects: placeholders satisfy env_var().
     child = _start(["parse", "--quiet"], _PARSE_ONLY, MANIFEST.parent, capture=False,
-                   project_dir=PROJECT_DIR)
+                   project_dir=PROJECT_DIR, manifest=None)
     if child.wait() != 0:
-        raise subprocess.CalledProcessError(child.returncode, [str(EXECUTABLE), "parse"])
+        raise DbtParseError(f"dbt could not parse {PROJECT_DIR} (exit {child.returncode}); "
+                            "run `cleargro dbt --tenant T -- parse` to see why")
     return MANIFEST
 
 
@@ -134,20 +149,147 @@ def manifest() -> dict[str, Any]:
     return json.loads(parse().read_text())
 
 
+@functools.cache
+def preload() -> Any:
+    """dbt imported and the project parsed, as dbt's own Manifest object, in this process:
+    every dbt child forked from here starts from it. The run launcher's zygote calls it once,
+    so each run pays neither dbt's import (about 5 s) nor its parse (about 5 s)."""
+    parse()
+    scratch = Path(tempfile.mkdtemp(prefix="cleargro-dbt-parse-"))
+    try:
+        # The project's partial-parse file was written with the same placeholders: dbt reads
+        # it instead of parsing again.
+        shutil.copy(PARTIAL_PARSE, scratch / PARTIAL_PARSE.name)
+        with _environment(_dbt_env(_PARSE_ONLY, scratch, PROJECT_DIR)):
+            result = _dbt_runner()().invoke(["parse", "--quiet"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    # Start-up cost: dbt imports a command's modules when it first runs one; import build's
+    # (run, test, seed, snapshot) here, once, rather than in every forked child.
+    import dbt.task.build  # noqa: F401
+    if not result.success:
+        raise DbtParseError(f"dbt could not load the parsed project {PROJECT_DIR}: "
+                            f"{type(result.exception).__name__ if result.exception else 'failed'}")
+    return result.result
+
+
+class DbtParseError(CleargroError):
+    pass
+
+
+class ForkedDbt:
+    """One dbt invocation in a child forked from this process, with the parts of
+    `subprocess.Popen` its callers read (dagster-dbt's `DbtCliInvocation` among them):
+    `args`, `pid`, `stdout` (dbt's output, when captured), `wait`, `poll`, `returncode`,
+    `communicate`, `send_signal`, `terminate`."""
+
+    def __init__(self, child: Any, args: list[str], stdout: IO[bytes] | None):
+        self._child, self.args, self.stdout, self.pid = child, args, stdout, child.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._child.exitcode
+
+    def poll(self) -> int | None:
+        return self._child.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._child.join(timeout)
+        if self._child.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._child.exitcode
+
+    def communicate(self) -> tuple[bytes | None, None]:
+        output = None
+        if self.stdout is not None:
+            with self.stdout:
+                output = self.stdout.read()
+        self.wait()
+        return output, None
+
+    def send_signal(self, sig: int) -> None:
+        if self._child.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
 def _start(args: Sequence[str], env: Mapping[str, str], target: Path, capture: bool,
-           project_dir: Path) -> subprocess.Popen:
-    """The one place a dbt process starts."""
+           project_dir: Path, manifest: Any) -> ForkedDbt:
+    """The one place a dbt invocation starts: a forked child (see the module docstring)."""
     target.mkdir(parents=True, exist_ok=True)
-    if PARTIAL_PARSE.exists() and target != PARTIAL_PARSE.parent:
-        # Reuse the project's parse (no data in it): the run skips most of its parsing.
+    if PARTIAL_PARSE.exists() and target != PARTIAL_PARSE.parent and manifest is None:
+        # A project copy (dagster-dbt's selector for a large subset) parses in the child:
+        # the project's parse (no data in it) lets it skip most of that.
         shutil.copy(PARTIAL_PARSE, target / PARTIAL_PARSE.name)
-    child_env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-                 "DBT_PROJECT_DIR": str(project_dir), "DBT_PROFILES_DIR": str(PROFILES_DIR),
-                 "DBT_TARGET": TARGET, "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target),
-                 **env}
-    output = subprocess.PIPE if capture else None
-    return subprocess.Popen([str(EXECUTABLE), *args], env=child_env, cwd=project_dir,
-                            stdout=output, stderr=subprocess.STDOUT if capture else None)
+    runner = _dbt_runner()  # imported here, before the fork: the child must not pay it
+    reader, writer = os.pipe() if capture else (None, None)
+    child = multiprocessing.get_context("fork").Process(
+        target=_dbt_child, name="cleargro-dbt", daemon=False,
+        args=(runner, manifest, list(args), _dbt_env(env, target, project_dir), writer))
+    child.start()
+    if writer is not None:
+        os.close(writer)
+    return ForkedDbt(child, [str(EXECUTABLE), *args],
+                     os.fdopen(reader, "rb") if reader is not None else None)
+
+
+def _dbt_child(runner: Any, manifest: Any, args: list[str], env: dict[str, str],
+               output: int | None) -> None:
+    """In the forked child: dbt's environment (the key included) becomes this process's own,
+    its output goes to the pipe, and dbt runs in-process from the parsed manifest."""
+    # The parent may be a Dagster run whose handlers swallow interrupts: dbt's own handling
+    # of SIGINT (cancel the running queries, exit) and SIGTERM's default apply here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(env["DBT_PROJECT_DIR"])
+    if output is not None:
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.close(output)
+    # pytest or Dagster may have replaced sys.stdout with an object of their own.
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    try:
+        result = runner(manifest=manifest).invoke(args)
+        code = 0 if result.success else 2 if result.exception else 1  # dbt's CLI exit codes
+    except BaseException:  # noqa: BLE001 - an interrupt or a crash in dbt: dbt's exit code 2
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # multiprocessing's own exit (not os._exit here) runs the finalizers that release the
+    # semaphores dbt created; it skips the parent's atexit handlers either way.
+    sys.exit(code)
+
+
+def _dbt_env(env: Mapping[str, str], target: Path, project_dir: Path) -> dict[str, str]:
+    return {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_PROJECT_DIR": str(project_dir), "DBT_PROFILES_DIR": str(PROFILES_DIR),
+            "DBT_TARGET": TARGET, "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target),
+            **env}
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """`env` as this process's environment for the block (placeholders only, never a key)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _dbt_runner() -> Any:
+    # Start-up cost: dbt's CLI takes about 5 s to import; only processes that run dbt pay it.
+    from dbt.cli.main import dbtRunner
+
+    return dbtRunner
 
 
 def _run_results(work: Path) -> dict[str, str]:
