@@ -2,6 +2,9 @@
 -- The incremental daily aggregates agree with the order facts they summarise: guards the
 -- day-rebuild logic of fct_daily_sales and fct_daily_variant_sales (any drift between an
 -- incremental run and a full refresh shows up here).
+-- It reads every row on every run, on purpose: the drift it guards against sits in rows the
+-- run did not write (a day that kept an order which moved away), which a test scoped to the
+-- run's rows (macros/changed_rows.sql) cannot see.
 with
 
 orders as (

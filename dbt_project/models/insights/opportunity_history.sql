@@ -5,7 +5,10 @@
         unique_key='as_of_date',
         on_schema_change='append_new_columns',
         full_refresh=false,
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where as_of_date >= (select as_of_date from {{ ref('int_insights__as_of') }}){% endif %}"
+        pre_hook=[
+            "{% if is_incremental() %}delete from {{ this }} where as_of_date >= (select as_of_date from {{ ref('int_insights__as_of') }}){% endif %}",
+            "{{ record_test_window('as_of_date') }}"
+        ]
     )
 }}
 
@@ -16,9 +19,10 @@
 -- Incremental: a run (re)computes only the current as-of day A (delete+insert on
 -- as_of_date). The pre-hook first empties A and any later day, so an opportunity that is no
 -- longer raised on a re-run of A (new data, changed settings) disappears from A, and a day
--- with no opportunity at all leaves no stale rows. The rules only know the present, so this
--- history cannot be rebuilt: full_refresh=false keeps `--full-refresh` from wiping it, and
--- new columns are appended (drop the table by hand to really start over).
+-- with no opportunity at all leaves no stale rows. The second pre-hook records the newest day
+-- left, so the tests read day A only (macros/changed_rows.sql). The rules only know the
+-- present, so this history cannot be rebuilt: full_refresh=false keeps `--full-refresh` from
+-- wiping it, and new columns are appended (drop the table by hand to really start over).
 
 with
 

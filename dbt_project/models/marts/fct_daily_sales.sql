@@ -4,7 +4,10 @@
         incremental_strategy='delete+insert',
         unique_key='date_day',
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where date_day in ({{ changed_order_days('fct_orders') }}){% endif %}"
+        pre_hook=[
+            "{% if is_incremental() %}delete from {{ this }} where date_day in ({{ changed_order_days('fct_orders') }}){% endif %}",
+            "{{ record_test_window('_source_load_id') }}"
+        ]
     )
 }}
 
@@ -16,6 +19,8 @@
 -- The pre-hook empties the days about to be recomputed first: delete+insert alone replaces
 -- only days the new batch has rows for, so a day whose last row went away (its only order
 -- cancelled or turned into a test order) would keep its stale rows.
+-- The second pre-hook then records the window the tests read (macros/changed_rows.sql): the
+-- watermark left after that delete, the one this run's batch is selected against.
 
 -- depends_on: {{ ref('stg_shop__orders') }}
 

@@ -4,7 +4,10 @@
         incremental_strategy='delete+insert',
         unique_key=['date_day', 'variant_id'],
         on_schema_change='fail',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where (date_day, variant_id) in ({{ changed_order_day_variants() }}){% endif %}"
+        pre_hook=[
+            "{% if is_incremental() %}delete from {{ this }} where (date_day, variant_id) in ({{ changed_order_day_variants() }}){% endif %}",
+            "{{ record_test_window('_source_load_id') }}"
+        ]
     )
 }}
 
@@ -17,6 +20,8 @@
 -- The pre-hook empties the pairs about to be recomputed first: delete+insert alone replaces
 -- only pairs the new batch has rows for, so a pair whose last line went away (its only order
 -- cancelled or turned into a test order) would keep its stale row.
+-- The second pre-hook then records the window the tests read (macros/changed_rows.sql): the
+-- watermark left after that delete, the one this run's batch is selected against.
 
 -- depends_on: {{ ref('stg_shop__orders') }}
 -- depends_on: {{ ref('stg_shop__order_line_items') }}

@@ -3,7 +3,8 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['date_day', 'item_id'],
-        on_schema_change='fail'
+        on_schema_change='fail',
+        pre_hook="{{ record_test_window('_source_load_id') }}"
     )
 }}
 

@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='order_id',
         on_schema_change='fail',
+        pre_hook="{{ record_test_window('_source_load_id') }}",
         post_hook="{{ delete_test_orders() }}"
     )
 }}
