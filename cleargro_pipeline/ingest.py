@@ -7,7 +7,8 @@ and the child clears leftovers of earlier runs once it holds the tenant's
 writer lock. The child holds the lock for its whole life, so the kernel
 releases it the moment the child dies. One child loads every system of a run
 (one lock, one start), and is forked: the parent has dlt imported already, so
-the child starts in milliseconds instead of importing it again in seconds.
+the child starts in milliseconds instead of importing it again in seconds
+(a file drop's child is spawned: see `load_each`).
 A system that fails does not stop the others; the failures are raised after.
 
 Errors crossing back to the parent carry the error class and our own
@@ -114,7 +115,11 @@ def load_each(tenant: str, plan: Plan | Mapping[str, Plan],
     plans = dict(plan) if isinstance(plan, Mapping) else {system: plan for system in systems}
     plans = {system: plans[system] for system in systems if system in plans}
     work_dir = _dlt_work_root(tenant) / uuid.uuid4().hex
-    ctx = multiprocessing.get_context("fork")
+    # Forked, the child starts in milliseconds with dlt already imported. A file drop is read
+    # with polars, which deadlocks in a forked child once the parent has started polars'
+    # thread pool (a long-lived process that used it): that child starts fresh (spawn).
+    drops = any(isinstance(p, FileDropPlan) for p in plans.values())
+    ctx = multiprocessing.get_context("spawn" if drops else "fork")
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child_main, name=f"cleargro-load-{tenant}",
                         args=(tenant, plans, str(work_dir), sender))
