@@ -50,8 +50,13 @@ def tenant_name(index: int) -> str:
     return f"fleet_{index:04d}"
 
 
-def _configure(name: str, seed: int, hold_back_days: int) -> None:
-    for system, config in tenants.demo_sources("small", hold_back_days, seed).items():
+def _seed(name: str) -> int:
+    """Each tenant its own demo shop: fleet_0007 has seed 1007, the warm-up tenant 999."""
+    return 999 if name == WARM_UP_TENANT else 1000 + int(name.rsplit("_", 1)[1])
+
+
+def _configure(name: str, hold_back_days: int) -> None:
+    for system, config in tenants.demo_sources("small", hold_back_days, _seed(name)).items():
         tenants.configure_source(name, system, config)
 
 
@@ -69,15 +74,14 @@ def _prepare_one(name: str) -> str:
 
 
 def prepare(state: dict, wanted: int) -> None:
-    """Create the tenants missing from `state` (index i has seed 1000 + i) and sync them."""
+    """Create the tenants missing from `state` and sync them."""
     new = [tenant_name(i) for i in range(state["prepared"], wanted)]
     if WARM_UP_TENANT not in state["days_left"]:
         new.insert(0, WARM_UP_TENANT)
     if not new:
         return
     for name in new:
-        seed = 999 if name == WARM_UP_TENANT else 1000 + int(name.rsplit("_", 1)[1])
-        tenants.add(name, tenants.demo_sources("small", HOLD_BACK_DAYS, seed))
+        tenants.add(name, tenants.demo_sources("small", HOLD_BACK_DAYS, _seed(name)))
     tenant_dbt.preload()  # parsed once here; every forked worker starts from it
     started = time.perf_counter()
     workers = os.cpu_count() or 1
@@ -127,8 +131,7 @@ def _next_day(state: dict, names: list[str]) -> None:
         if state["days_left"][name] < 1:
             raise SystemExit(f"bench-fleet: {name} has no held-back day left; use a new --workdir")
         state["days_left"][name] -= 1
-        seed = 999 if name == WARM_UP_TENANT else 1000 + int(name.rsplit("_", 1)[1])
-        _configure(name, seed, state["days_left"][name])
+        _configure(name, state["days_left"][name])
 
 
 def _tick(state: dict) -> datetime:
