@@ -189,8 +189,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         receiver.close()
         self._zygote_code_version = state.get("code_version")
         if state["warm"]:
-            log.info("Run worker zygote (pid %s) is warm (warm-up %.1f s%s).", state["zygote_pid"],
-                     state["warm_up_s"], "" if state["dbt_preloaded"] else ", no dbt preload")
+            log.info("Run worker zygote (pid %s) is warm (warm-up %.1f s).", state["zygote_pid"],
+                     state["warm_up_s"])
         else:
             log.warning("Run worker zygote (pid %s) is NOT warm: %s. Runs still work, but each "
                         "loads the code location itself (seconds per run).",

@@ -71,15 +71,14 @@ def warmth() -> dict[str, Any]:
         return {"warm": False, "pid": os.getpid(), "zygote_pid": state["pid"],
                 "reason": f"the zygote's warm-up failed ({state['error']})"}
     return {"warm": True, "pid": os.getpid(), "zygote_pid": state["pid"],
-            "warm_up_s": state["seconds"], "dbt_preloaded": state["dbt_preloaded"],
+            "warm_up_s": state["seconds"],
             "code_version": state["code_version"]}
 
 
 def describe(state: dict[str, Any]) -> str:
     if state["warm"]:
         return (f"Run worker (pid {state['pid']}) forked from the warm zygote (pid "
-                f"{state['zygote_pid']}, warmed in {state['warm_up_s']:.1f} s"
-                f"{'' if state['dbt_preloaded'] else ', without dbt preload'}).")
+                f"{state['zygote_pid']}, warmed in {state['warm_up_s']:.1f} s).")
     return (f"Run worker (pid {state['pid']}) started cold: {state['reason']}; it loads the code "
             "location itself, which is slower.")
 

@@ -1,7 +1,7 @@
 """The zygote's preload: `WarmRunLauncher`'s forkserver imports this module once, and every run
 worker forked from it starts with the code location loaded the way the run will load it (by its
 code pointer, through Dagster's reconstruction), `loaded_defs()` built, and dbt imported with the
-project parsed (`warehouse.dbt.preload`, where it exists). A failure is recorded in `WARM_UP`,
+project parsed (`warehouse.dbt.preload`). A failure is recorded in `WARM_UP`,
 never raised: the forkserver must keep serving (its preload survives only an ImportError), and a
 worker forked from a cold zygote still runs, only slower; the launcher's probe reports it. The
 code location is named, not imported, here: orchestration sits below the definitions.
@@ -36,10 +36,7 @@ def _warm_up() -> dict[str, Any]:
             run_worker.CODE_LOCATION_MODULE, run_worker.CODE_LOCATION_ATTRIBUTE,
             working_directory=str(PROJECT_ROOT))
         repository.get_reconstructable_job(WARMED_JOB).get_definition()
-        # `preload` is new in warehouse.dbt; until it lands, runs import dbt themselves.
-        preload = getattr(tenant_dbt, "preload", None)
-        if preload is not None:
-            preload()
+        tenant_dbt.preload()
     except Exception as error:  # noqa: BLE001 - recorded for the launcher, see the docstring
         # The class only: a message could quote configuration.
         return {"ok": False, "pid": os.getpid(), "error": type(error).__name__,
@@ -49,7 +46,7 @@ def _warm_up() -> dict[str, Any]:
     gc.collect()
     gc.freeze()
     return {"ok": True, "pid": os.getpid(), "seconds": time.perf_counter() - started,
-            "dbt_preloaded": preload is not None, "code_version": version}
+            "code_version": version}
 
 
 WARM_UP = _warm_up()
