@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,8 +11,14 @@ from cleargro_pipeline.security import keys
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
-DAGSTER_YAML = f"""\
-# Written by `cleargro init`. Runs of one tenant queue behind each other (one writer per
+DAGSTER_YAML_MARK = "# Written by `cleargro init`."
+
+
+def dagster_yaml(home: Path) -> str:
+    """The instance configuration of a DAGSTER_HOME at `home`."""
+    events = json.dumps(str(home / "history" / "runs"))  # a YAML string, whatever the path
+    return f"""\
+{DAGSTER_YAML_MARK} Runs of one tenant queue behind each other (one writer per
 # warehouse file); different tenants run in parallel.
 telemetry:
   enabled: false
@@ -39,6 +46,13 @@ run_coordinator:
 run_monitoring:
   enabled: true
   poll_interval_seconds: 30
+# Dagster's SQLite event log (same files), without its per-event engine and checkpoint:
+# cleargro_pipeline/orchestration/event_log.py.
+event_log_storage:
+  module: cleargro_pipeline.orchestration.event_log
+  class: KeptEngineSqliteEventLogStorage
+  config:
+    base_dir: {events}
 """
 
 
@@ -48,8 +62,10 @@ def dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    # A file `cleargro init` wrote is kept current; one written by hand is left alone.
+    written = config.read_text() if config.exists() else DAGSTER_YAML_MARK
+    if written.startswith(DAGSTER_YAML_MARK) and written != dagster_yaml(home):
+        config.write_text(dagster_yaml(home))
     return home
 
 

@@ -73,7 +73,7 @@ def running_daemon(dagster_home: Path, *, ready_timeout_s: float = 300) -> Itera
     would) and anything left of its session is killed: no orphans. Its output goes to
     `dagster_home/daemon.log`."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(bootstrap.DAGSTER_YAML)
+    (dagster_home / "dagster.yaml").write_text(bootstrap.dagster_yaml(dagster_home))
     log_file = dagster_home / "daemon.log"
     started = time.time()
     with open(log_file, "ab") as output:

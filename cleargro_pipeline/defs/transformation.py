@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster_dbt import DbtCliInvocation, DbtProject, dbt_assets
 from dagster_dbt.asset_utils import (DBT_INDIRECT_SELECTION_ENV,
                                      extract_runtime_selection_from_args,
@@ -50,3 +51,14 @@ def dbt_models(context: dg.AssetExecutionContext) -> Iterator[Any]:
             process=child, manifest=run.manifest, dagster_dbt_translator=run.dagster_dbt_translator,
             project_dir=project_dir, target_path=target, raise_on_error=True,
             cli_version=Version(dbt_version), project=run.dbt_project, context=context).stream()
+    _stop_if_terminated(context)
+
+
+def _stop_if_terminated(context: dg.AssetExecutionContext) -> None:
+    """A run terminated while dbt ran ends CANCELED even if the interrupt was lost: dagster-dbt
+    reads dbt's output in a `try` with a bare `except:` (dagster-dbt 0.29), so a SIGINT handled while it
+    parses a line is swallowed there and dbt runs to the end. The run's status is the record
+    of the request (the launcher marks it CANCELING before it signals)."""
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+        raise DagsterExecutionInterruptedError()

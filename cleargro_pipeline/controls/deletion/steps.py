@@ -312,6 +312,11 @@ def _delete_dagster(instance: "dg.DagsterInstance", tenant: str, run_ids: list[s
     if touched:
         instance.wipe_asset_cached_status(sorted(touched, key=lambda k: k.to_string()))
     instance.delete_dynamic_partition(PARTITIONS, tenant)
+    # cleargro's event log storage (orchestration.event_log) keeps the index's write-ahead log
+    # between writes: the deleted rows' old page images are in it until it is emptied.
+    truncate_index_log = getattr(events, "truncate_index_log", None)
+    if truncate_index_log is not None:
+        truncate_index_log()
     return deleted
 
 
