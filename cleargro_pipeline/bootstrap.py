@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from cleargro_pipeline import warehouse
+from cleargro_pipeline.durable import write_atomic
+from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.security import keys
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.warehouse import dbt as tenant_dbt
@@ -62,11 +66,27 @@ def dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    # A file `cleargro init` wrote is kept current; one written by hand is left alone.
-    written = config.read_text() if config.exists() else DAGSTER_YAML_MARK
-    if written.startswith(DAGSTER_YAML_MARK) and written != dagster_yaml(home):
-        config.write_text(dagster_yaml(home))
+    with _configuring(home):
+        # A file `cleargro init` wrote is kept current; one written by hand is left alone.
+        written = config.read_text() if config.exists() else DAGSTER_YAML_MARK
+        if written.startswith(DAGSTER_YAML_MARK) and written != dagster_yaml(home):
+            write_atomic(config, dagster_yaml(home).encode())
     return home
+
+
+def dagster_instance() -> Any:
+    """The DAGSTER_HOME instance as it is. Dagster's SQLite storages create their tables on first
+    open without a lock: two processes opening a new home at once (two `cleargro run`s) would
+    fail with "table runs already exists", so the opening holds the configuration lock."""
+    # Dagster takes a second to import; bootstrap's other callers do not need it.
+    import dagster as dg
+
+    with _configuring(dagster_home()):
+        return dg.DagsterInstance.get()
+
+
+def _configuring(home: Path) -> AbstractContextManager[bool]:
+    return file_lock(home / ".configure.lock")
 
 
 def init() -> dict[str, str]:

@@ -109,3 +109,23 @@ def test_a_deleted_run_is_gone_and_its_id_starts_afresh(home: Path) -> None:
         instance.add_run(run)
         instance.report_engine_event("note reborn", run)
         assert _engine_messages(instance, run_id) == ["note reborn"]
+
+
+
+@dg.asset
+def marked() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"note": "marker-7f3a"})
+
+
+def test_emptying_the_index_log_leaves_no_deleted_row_on_disk(home: Path) -> None:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = dg.materialize([marked], instance=instance).run_id
+        index = Path(instance.event_log_storage.path_for_shard("index"))
+        wal = Path(f"{index}-wal")
+        assert b"marker-7f3a" in index.read_bytes() + wal.read_bytes()
+        instance.delete_run(run_id)
+        instance.wipe_assets([dg.AssetKey("marked")])
+        assert wal.stat().st_size > 0  # the engine is kept: the log is not emptied on its own
+        instance.event_log_storage.truncate_index_log()
+        assert wal.stat().st_size == 0
+        assert b"marker-7f3a" not in index.read_bytes()  # secure_delete zeroed freed pages

@@ -30,8 +30,7 @@ def delete(tenant: str, reason: str, at_once: bool) -> None:
 
 def _plain_instance() -> dg.DagsterInstance:
     """The DAGSTER_HOME instance as it is (the runner's would re-add partitions)."""
-    bootstrap.dagster_home()
-    return dg.DagsterInstance.get()
+    return bootstrap.dagster_instance()
 
 
 @click.command(name="verify-certificate")

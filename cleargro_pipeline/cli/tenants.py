@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import click
-import dagster as dg
 
 from cleargro_pipeline import bootstrap, tenants
 from cleargro_pipeline.alerts import routing
@@ -36,8 +35,7 @@ def tenants_add(name: str, demo_size: str | None) -> None:
 
 def _register_partitions() -> None:
     """Show the tenant in the Dagster UI at once (its partition), not only after a first run."""
-    bootstrap.dagster_home()
-    sync_tenant_partitions(dg.DagsterInstance.get())
+    sync_tenant_partitions(bootstrap.dagster_instance())
 
 
 @tenants_group.command(name="cancel")

@@ -27,8 +27,7 @@ def sync_tenant_partitions(instance: dg.DagsterInstance) -> list[str]:
 
 def dagster_instance() -> dg.DagsterInstance:
     """The DAGSTER_HOME instance, with every registered tenant as a partition."""
-    bootstrap.dagster_home()
-    instance = dg.DagsterInstance.get()
+    instance = bootstrap.dagster_instance()
     sync_tenant_partitions(instance)
     return instance
 
