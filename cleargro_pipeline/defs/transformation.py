@@ -56,7 +56,7 @@ def dbt_models(context: dg.AssetExecutionContext) -> Iterator[Any]:
 
 def _stop_if_terminated(context: dg.AssetExecutionContext) -> None:
     """A run terminated while dbt ran ends CANCELED even if the interrupt was lost: dagster-dbt
-    reads dbt's output in a `try` with a bare `except:` (dagster-dbt 0.29), so a SIGINT handled while it
+    (0.29) reads dbt's output in a `try` with a bare `except:`, so a SIGINT handled while it
     parses a line is swallowed there and dbt runs to the end. The run's status is the record
     of the request (the launcher marks it CANCELING before it signals)."""
     run = context.instance.get_run_by_id(context.run_id)
