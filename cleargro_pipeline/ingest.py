@@ -39,12 +39,17 @@ from cleargro_pipeline.controls import scopes
 from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.errors import CleargroError, CredentialsRejected
 from cleargro_pipeline.privacy import request_log
-from cleargro_pipeline.security import keys
+from cleargro_pipeline.security import keys, secret_store
 from cleargro_pipeline.settings import paths
-from cleargro_pipeline.sources.raw import contract_source, provider_from_mapping
+from cleargro_pipeline.sources import contract, shopify
+from cleargro_pipeline.sources.raw import (contract_source, incremental_last_value,
+                                           provider_from_mapping)
+from cleargro_pipeline.sources.shopify.client import ShopifyClient
+from cleargro_pipeline.sources.shopify.source import ShopifyProvider
 from cleargro_pipeline.sources.warehouse_destination import warehouse_destination
 
 SYSTEMS = ("shop", "ga4", "google_ads", "app")
+HISTORY_TABLES = (("raw_shop", "variant_price_history"), ("raw_shop", "inventory_level_history"))
 
 
 class IngestError(CleargroError):
@@ -62,6 +67,18 @@ class DemoPlan:
     # the next run with 0 is then a daily increment (`make bench` measures it).
     hold_back_days: int = 0
     tenant: str = "demo"  # part of the ids of the opportunities the demo's app events name
+    # The daily price and stock history a shop does not keep (onboarding backfills it); without
+    # it the demo delivers what a live shop's API does.
+    history: bool = True
+
+
+@dataclass(frozen=True)
+class ShopifyPlan:
+    """A live shop through the GraphQL Admin API, with the token sealed for the tenant."""
+    tenant: str
+    shop: str  # NAME.myshopify.com
+    endpoint: str | None = None  # a loopback base URL instead of the shop's (tests, staging)
+    bulk_after_days: int = 7  # a cursor older than this is caught up by a bulk operation
 
 
 @dataclass(frozen=True)
@@ -78,13 +95,16 @@ class LoadReport:
     load_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)  # extract, normalize, load
+    # What a live source says about the sync (how each document was read, the API version it
+    # served): recorded as the raw assets' metadata, never data values.
+    notices: dict[str, str] = field(default_factory=dict)
 
 
 def _dlt_work_root(tenant: str) -> Path:
     return paths().tenant_work(tenant) / "dlt"
 
 
-Plan = DemoPlan | FileDropPlan
+Plan = DemoPlan | FileDropPlan | ShopifyPlan
 
 
 @dataclass
@@ -289,13 +309,14 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
     _injected_fault(system)  # tests only: the normalised plaintext files now sit in work_dir
     info = pipeline.load()
     phases["load"] = time.monotonic()
+    notices = dict(getattr(provide, "notices", {}))
     counts = pipeline.last_trace.last_normalize_info.row_counts
     marks = [started, *phases.values()]
     return LoadReport(tenant, system,
                       rows={t: n for t, n in sorted(counts.items()) if not t.startswith("_dlt")},
                       load_ids=list(info.loads_ids), seconds=round(marks[-1] - started, 3),
                       phase_seconds={name: round(end - begin, 3) for name, begin, end
-                                     in zip(phases, marks, marks[1:])})
+                                     in zip(phases, marks, marks[1:])}, notices=notices)
 
 
 def _clear_stale_work(tenant: str, keep: Path) -> None:
@@ -323,8 +344,15 @@ def _plan_providers(plan: Plan, systems: tuple[str, ...]) -> dict[str, tuple[Any
         shop = DemoShop(size=plan.size, seed=plan.seed, end_date=plan.end_date,
                         incidents=plan.incidents, tenant=plan.tenant)
         cutoff = plan.end_date + timedelta(days=1 - plan.hold_back_days)
-        provide = lambda raw: _until(shop.iter_table(raw.dataset, raw.name), raw, cutoff)  # noqa: E731
+        skipped = set() if plan.history else set(HISTORY_TABLES)
+
+        def provide(raw: Any) -> Any:
+            if (raw.dataset, raw.name) in skipped:
+                return ()
+            return _until(shop.iter_table(raw.dataset, raw.name), raw, cutoff)
         return {system: (provide, True) for system in systems}
+    if isinstance(plan, ShopifyPlan):
+        return {system: (_shopify_provider(plan), True) for system in systems}
     if isinstance(plan, FileDropPlan):
         # Start-up cost: the file-drop reader imports polars (about a second), which only
         # a file drop needs; the loader child of every demo or sync would pay it otherwise.
@@ -335,6 +363,15 @@ def _plan_providers(plan: Plan, systems: tuple[str, ...]) -> dict[str, tuple[Any
         provide = provider_from_mapping(contents.tables)
         return {system: (provide, False) for system in systems if system in present}
     raise TypeError(f"unknown load plan {type(plan).__name__}")
+
+
+def _shopify_provider(plan: ShopifyPlan) -> ShopifyProvider:
+    def token() -> str:
+        return secret_store.get(plan.tenant, shopify.TOKEN_SECRET, purpose="sync shop")
+
+    client = ShopifyClient(plan.shop, token, endpoint=plan.endpoint)
+    return ShopifyProvider(client, lambda table: incremental_last_value(
+        contract.table(contract.SHOP, table)), bulk_after=timedelta(days=plan.bulk_after_days))
 
 
 def _until(chunks: Any, raw: Any, cutoff: date) -> Any:

@@ -13,7 +13,8 @@ BUSINESS_TYPES = (
     "revenue_drop", "orders_drop", "sessions_drop", "conversion_rate_drop",
     "ad_spend_spike_without_revenue", "roas_drop", "bestseller_stockout",
 )
-PLATFORM_TYPES = ("data_stale", "pipeline_failed", "credentials_invalid", "deletion_overdue")
+PLATFORM_TYPES = ("data_stale", "pipeline_failed", "credentials_invalid", "deletion_overdue",
+                  "source_api_version")
 
 
 def severity_rank(severity: str) -> int:

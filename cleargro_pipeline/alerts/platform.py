@@ -1,4 +1,4 @@
-"""Platform alerts, read from the Dagster instance: stale sources and failed runs.
+"""Platform alerts, read from the Dagster instance: stale sources, failed runs, API versions.
 
 They name the source, job, step and error class, never a customer value: Dagster's error
 messages may quote data, so only the class is taken from them.
@@ -53,6 +53,30 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
             message=f"{system} has not synced for {hours:.0f} h (alert after "
                     f"{STALE_AFTER.total_seconds() / 3600:.0f} h); last sync {last:%Y-%m-%d %H:%M} UTC.",
             link=f"cleargro run --tenant {tenant}"))
+    return found
+
+
+def api_version_drift(instance: dg.DagsterInstance, tenant: str) -> list[Detection]:
+    """`source_api_version` while a source's latest sync was served another API version than
+    the connector pins (Shopify falls forward from a version it no longer supports): the load
+    went ahead, and the connector's pin must move before fields change under it."""
+    found = []
+    for system in tenants.synced_sources(tenants.get(tenant)):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=sync_marker(system), asset_partitions=[tenant]),
+            limit=1).records
+        metadata = records[0].asset_materialization.metadata if records else {}
+        served, pinned = metadata.get("api_version_served"), metadata.get("api_version")
+        if served is None or pinned is None or served.value == pinned.value:
+            continue
+        synced = datetime.fromtimestamp(records[0].timestamp, timezone.utc).date()
+        found.append(Detection(
+            alert_type="source_api_version", severity="warning", entity_type="source",
+            entity_id=system, metric="api_version", observed=None, expected=None,
+            episode_start=synced, detected_on=synced,
+            message=f"{system} answered with API version {served.value} instead of the pinned "
+                    f"{pinned.value} (the provider fell forward): the sync went ahead; move "
+                    "the connector's pinned version."))
     return found
 
 

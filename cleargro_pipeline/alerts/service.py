@@ -43,6 +43,7 @@ def run(tenant: str, *, instance: dg.DagsterInstance | None = None, now: datetim
     found, evaluated = [], []
     if instance is not None:
         found += (platform.stale_sources(instance, tenant, now) + platform.failed_runs(instance, tenant)
+                  + platform.api_version_drift(instance, tenant)
                   + platform.overdue_deletion(tenant, now))
         evaluated += PLATFORM_TYPES
     with warehouse.open_warehouse(tenant, purpose="alerts", lock_timeout=lock_timeout) as conn:

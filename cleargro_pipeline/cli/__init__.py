@@ -17,6 +17,7 @@ COMMANDS = {
     "alerts": "cleargro_pipeline.cli.alerts.alerts_group",
     "audit": "cleargro_pipeline.cli.security.audit_group",
     "backup": "cleargro_pipeline.cli.backups.backup_group",
+    "connect": "cleargro_pipeline.cli.connect.connect_group",
     "dbt": "cleargro_pipeline.cli.dbt.dbt_",
     "delete": "cleargro_pipeline.cli.deletion.delete",
     "demo": "cleargro_pipeline.cli.demo.demo",

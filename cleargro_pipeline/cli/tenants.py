@@ -1,5 +1,5 @@
 """`cleargro tenants`: the tenant registry (add, list, show, cancel) and a tenant's settings
-(insight rules, alert channels, shop domain, data scope, retention)."""
+(insight rules, alert channels, shop domain, data scope, retention, test endpoints)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from cleargro_pipeline.controls import deletion, retention, scopes
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.settings import paths
+from cleargro_pipeline.sources.shopify.endpoints import loopback_endpoint
 
 
 @click.group(name="tenants")
@@ -84,10 +85,14 @@ def tenants_show(name: str) -> None:
                    "<source>=T1,T2 (or <source>=all) | shopper_level=true|false. Data already "
                    "stored beyond it is removed.")
 @click.option("--retention-months", metavar="N|all", help="Keep N months of raw history (all: everything).")
+@click.option("--endpoint", "endpoints", multiple=True, metavar="SOURCE=URL",
+              help="Send a source's API requests to this loopback base URL instead (tests, "
+                   "staging), e.g. shop=http://127.0.0.1:8080; SOURCE= removes it.")
 def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...],
                       webhooks: tuple[str, ...], emails: tuple[str, ...], min_severity: str | None,
                       digest: bool | None, removed: tuple[str, ...], shop_domain: str | None,
-                      scope_items: tuple[str, ...], retention_months: str | None) -> None:
+                      scope_items: tuple[str, ...], retention_months: str | None,
+                      endpoints: tuple[str, ...]) -> None:
     """Change a tenant's settings; the next run uses them."""
     channels_changed = bool(webhooks or emails or min_severity or digest is not None or removed)
     if channels_changed:
@@ -98,7 +103,9 @@ def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ..
         _configure_scope(name, scope_items)
     if retention_months is not None:
         _configure_retention(name, retention_months)
-    if settings or unset or not (channels_changed or shop_domain or scope_items
+    for item in endpoints:
+        _configure_endpoint(name, item)
+    if settings or unset or not (channels_changed or shop_domain or scope_items or endpoints
                                  or retention_months is not None):
         _configure_insights(name, settings, unset)
 
@@ -133,6 +140,19 @@ def _configure_shop_domain(name: str, domain: str) -> None:
     tenants.configure_source(name, "shop", {**tenants.get(name).sources.get("shop", {}),
                                             "shop_domain": domain})
     click.echo(f"shop domain = {domain}")
+
+
+def _configure_endpoint(name: str, item: str) -> None:
+    source, sep, url = item.partition("=")
+    if not sep or source != "shop":
+        raise click.BadParameter(f"expected shop=URL, got {item!r}", param_hint="--endpoint")
+    config = dict(tenants.get(name).sources.get(source, {}))
+    if url:
+        config["endpoint"] = loopback_endpoint(url)
+    else:
+        config.pop("endpoint", None)
+    tenants.configure_source(name, source, config)
+    click.echo(f"{source} endpoint = {config.get('endpoint', 'the provider (default)')}")
 
 
 def _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed) -> None:  # type: ignore[no-untyped-def]

@@ -23,14 +23,20 @@ def _specs(system: str) -> list[dg.AssetSpec]:
             for r in source.resources.values()]
 
 
-def plan_for(tenant: str, system: str, config: dict[str, Any]) -> ingest.DemoPlan:
+def plan_for(tenant: str, system: str, config: dict[str, Any]) -> ingest.Plan:
     kind = config.get("kind")
+    if kind == "shopify" and system == "shop":
+        return ingest.ShopifyPlan(tenant=tenant, shop=config["shop_domain"],
+                                  endpoint=config.get("endpoint"),
+                                  bulk_after_days=int(config.get("bulk_after_days", 7)))
     if kind == "demo":
         return ingest.DemoPlan(size=config.get("size", "small"), seed=int(config.get("seed", 7)),
                                incidents=bool(config.get("incidents", True)),
-                               hold_back_days=int(config.get("hold_back_days", 0)), tenant=tenant)
+                               hold_back_days=int(config.get("hold_back_days", 0)), tenant=tenant,
+                               history=bool(config.get("history", True)))
     raise ValueError(f"tenant '{tenant}': source {system} has kind {kind!r}, which this version "
-                     "cannot sync (supported: demo; other data arrives with `cleargro import`)")
+                     "cannot sync (supported: demo, and shopify for shop; other data arrives "
+                     "with `cleargro import`)")
 
 
 @dg.multi_asset(name="load_raw", specs=[spec for system in ingest.SYSTEMS for spec in _specs(system)],
@@ -70,11 +76,12 @@ def _materializations(context: dg.AssetExecutionContext,
                 "system_seconds": dg.MetadataValue.float(report.seconds),
                 **{f"{phase}_seconds": dg.MetadataValue.float(seconds)
                    for phase, seconds in report.phase_seconds.items()},
+                **report.notices,
             })
     # Tables with no new rows this run are still current: record them as checked.
     ours = {key for key in context.selected_asset_keys if key.path[0] == f"raw_{system}"}
     for key in ours - {raw_asset_key(system, t) for t in report.rows}:
-        yield dg.MaterializeResult(asset_key=key, metadata={"rows_loaded": 0})
+        yield dg.MaterializeResult(asset_key=key, metadata={"rows_loaded": 0, **report.notices})
 
 
 def raw_asset_keys(system: str) -> list[dg.AssetKey]:

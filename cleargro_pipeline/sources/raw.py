@@ -81,6 +81,14 @@ def contract_source(system: str, provide: ChunkProvider, pseudonymise: Pseudonym
     return source()
 
 
+def incremental_last_value(raw: RawTable) -> Any:
+    """The last value of a synced table's incremental cursor, as dlt's state in the tenant's
+    warehouse holds it (None before the table's first load). Only while a source extracts:
+    a live provider bounds its queries with it."""
+    state = dlt.current.resource_state(raw.name)
+    return state.get("incremental", {}).get(column_name(raw.cursor), {}).get("last_value")
+
+
 def provider_from_mapping(chunks: Mapping[tuple[str, str], pa.Table]) -> ChunkProvider:
     """Adapt a fixed set of tables (a file drop) to a chunk provider."""
     def provide(raw: RawTable) -> Iterable[pa.Table]:

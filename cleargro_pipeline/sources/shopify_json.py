@@ -143,7 +143,9 @@ def input_schema(raw: contract.RawTable) -> pa.Schema:
                       for f in raw.schema])
 
 
-def _table(name: str, rows: list[dict]) -> pa.Table:
+def build_shop_table(name: str, rows: list[dict]) -> pa.Table:
+    """Rows of one `raw_shop` table (contract column names, API values) -> Arrow, before
+    minimisation; a value that does not parse raises FieldError naming the column."""
     return _build(rows, input_schema(contract.table(contract.SHOP, name)), name)
 
 
@@ -177,8 +179,8 @@ def parse_products(body: Any) -> dict[str, pa.Table]:
     products = _records(body, "products")
     variants = [_row(v, product_id=v.get("product_id", p.get("id")))  # nested: the parent is known
                 for p in products for v in _children(p, "variants")]
-    return {"products": _table("products", [_row(p) for p in products]),
-            "product_variants": _table("product_variants", variants)}
+    return {"products": build_shop_table("products", [_row(p) for p in products]),
+            "product_variants": build_shop_table("product_variants", variants)}
 
 
 def _discount_codes(order: dict) -> str | None:
@@ -201,13 +203,14 @@ def parse_orders(body: Any) -> dict[str, pa.Table]:
                              created_at=refund.get("created_at"), order_updated_at=updated,
                              subtotal=_dig(rl, "subtotal_set", "shop_money", "amount") or rl.get("subtotal"))
                         for rl in _children(refund, "refund_line_items")]
-    return {"orders": _table("orders", rows), "order_line_items": _table("order_line_items", items),
-            "order_refund_line_items": _table("order_refund_line_items", refunds)}
+    return {"orders": build_shop_table("orders", rows),
+            "order_line_items": build_shop_table("order_line_items", items),
+            "order_refund_line_items": build_shop_table("order_refund_line_items", refunds)}
 
 
 def _simple(key: str, table: str) -> Callable[[Any], dict[str, pa.Table]]:
     def parse(body: Any) -> dict[str, pa.Table]:
-        return {table: _table(table, [_row(r) for r in _records(body, key)])}
+        return {table: build_shop_table(table, [_row(r) for r in _records(body, key)])}
     parse.__doc__ = f"`{{'{key}': [...]}}` (or a bare list) -> `{table}`."
     return parse
 

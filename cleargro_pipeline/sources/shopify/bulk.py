@@ -1,0 +1,103 @@
+"""Bulk operations: run a query on Shopify's side, poll it, stream its JSONL result.
+
+`bulkOperationRunQuery` starts it; `bulkOperation(id:)` is polled with growing pauses up to a
+time limit (`currentBulkOperation` is deprecated since 2026-01). The result is read line by line
+from the download stream, never held whole and never written to disk. Since 2026-01 a child
+line (a nested connection's node, with `__parentId`) need not follow its parent, so callers
+link children by `__parentId`, never by position. A failed, cancelled or expired operation, a
+`userErrors` answer, and a result with fewer lines than Shopify counted are errors naming the
+operation, never a silent partial load.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+from cleargro_pipeline.sources.shopify.client import ShopifyClient, ShopifyError
+
+RUN = """mutation RunBulk($query: String!) {
+  bulkOperationRunQuery(query: $query) { bulkOperation { id status } userErrors { field message code } }
+}"""
+POLL = """query PollBulk($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount rootObjectCount fileSize url partialDataUrl }
+}"""
+FIRST_PAUSE_S, MAX_PAUSE_S = 0.2, 10.0
+TIME_LIMIT_S = 6 * 3600
+
+
+class BulkOperationFailed(ShopifyError):
+    """The operation did not complete, or its result is not whole."""
+
+
+def run(client: ShopifyClient, query: str, *, name: str, time_limit_s: float = TIME_LIMIT_S,
+        first_pause_s: float = FIRST_PAUSE_S) -> Iterator[dict[str, Any]]:
+    """The result lines of one bulk query, as parsed JSON objects, streamed."""
+    operation = start(client, query, name=name)
+    finished = wait(client, operation, name=name, time_limit_s=time_limit_s,
+                    first_pause_s=first_pause_s)
+    if not finished.get("url"):  # a query that matched nothing has no file
+        if int(finished.get("objectCount") or 0):
+            raise BulkOperationFailed(f"bulk operation {operation} ({name}) completed without "
+                                      "a result URL but counted objects")
+        return
+    yield from lines(client, finished["url"], operation=operation, name=name,
+                     expected=int(finished.get("objectCount") or 0))
+
+
+def start(client: ShopifyClient, query: str, *, name: str) -> str:
+    answer = client.query(RUN, {"query": query}, name=f"bulk {name}")["bulkOperationRunQuery"]
+    errors = (answer or {}).get("userErrors") or []
+    if errors:
+        detail = "; ".join(f"{e.get('code') or 'ERROR'}: {str(e.get('message'))[:160]}" for e in errors)
+        raise BulkOperationFailed(f"shop {client.shop}: bulk query {name} refused: {detail}")
+    operation = ((answer or {}).get("bulkOperation") or {}).get("id")
+    if not operation:
+        raise BulkOperationFailed(f"shop {client.shop}: bulk query {name} returned no operation")
+    return operation
+
+
+def wait(client: ShopifyClient, operation: str, *, name: str, time_limit_s: float,
+         first_pause_s: float) -> dict[str, Any]:
+    """Poll until the operation ends; its final state if COMPLETED."""
+    deadline, pause = time.monotonic() + time_limit_s, first_pause_s
+    while True:
+        state = client.query(POLL, {"id": operation}, name="bulk poll")["bulkOperation"] or {}
+        status = state.get("status")
+        if status == "COMPLETED":
+            return state
+        if status in ("FAILED", "CANCELED", "CANCELING", "EXPIRED") or status is None:
+            code = f" ({state.get('errorCode')})" if state.get("errorCode") else ""
+            raise BulkOperationFailed(f"shop {client.shop}: bulk operation {operation} ({name}) "
+                                      f"ended {status or 'unknown'}{code}; nothing of it was loaded")
+        if time.monotonic() + pause > deadline:
+            raise BulkOperationFailed(f"shop {client.shop}: bulk operation {operation} ({name}) "
+                                      f"still {status} after {time_limit_s:.0f} s")
+        time.sleep(pause)
+        pause = min(pause * 2, MAX_PAUSE_S)
+
+
+def lines(client: ShopifyClient, url: str, *, operation: str, name: str,
+          expected: int) -> Iterator[dict[str, Any]]:
+    response = client.download(url)
+    count = 0
+    try:
+        for raw in response.iter_lines(chunk_size=1 << 16):
+            if not raw:
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                raise BulkOperationFailed(f"bulk operation {operation} ({name}): line {count + 1} "
+                                          "of the result is not JSON (cut short?)") from None
+            if not isinstance(line, dict):
+                raise BulkOperationFailed(f"bulk operation {operation} ({name}): line "
+                                          f"{count + 1} is not an object")
+            count += 1
+            yield line
+    finally:
+        response.close()
+    if expected and count < expected:
+        raise BulkOperationFailed(f"bulk operation {operation} ({name}): the result stops after "
+                                  f"{count} of {expected} objects; nothing of it was loaded")

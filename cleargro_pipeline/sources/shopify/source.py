@@ -1,0 +1,270 @@
+"""The Shopify shop as a chunk provider of the raw contract (`sources.raw.contract_source`).
+
+Each document (documents.py) fills one or more contract tables; the table's dlt resource pulls
+its chunks, and a shared stream per document hands the other tables' chunks to their queues,
+so a document runs once per load however many tables it fills. Which way a document is read:
+- the first sync, or a cursor older than `bulk_after` (7 days): one bulk operation (bulk.py);
+- otherwise pages of `updated_at >= cursor - OVERLAP`, nested connections followed to the end.
+The cursor is the table's own incremental cursor in dlt's state, which lives in the tenant's
+warehouse; the overlap re-reads a few minutes, and the merge on primary keys (and dlt's
+incremental) keep a re-read row from loading twice.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Iterator
+
+import pyarrow as pa
+
+from cleargro_pipeline.sources.contract import RawTable
+from cleargro_pipeline.sources.shopify import bulk, records
+from cleargro_pipeline.sources.shopify.client import QueryTooCostly, ShopifyClient, ShopifyError
+from cleargro_pipeline.sources.shopify.documents import BY_TABLE, DOCUMENTS, Document, Nested
+
+OVERLAP = timedelta(minutes=10)
+BULK_AFTER = timedelta(days=7)  # a longer window is read as a bulk operation
+# Shopify prices a query before running it (about 1 point per object, each connection at its
+# `first`) and refuses one above 1000 points. A page holds 10 orders with their first 5 line
+# items and refunds; a longer list is read on by itself, 100 at a time. A page that still costs
+# too much is halved until it fits.
+PAGE_SIZE, NESTED_PAGE_SIZE, REST_PAGE_SIZE, OWNERS_PER_QUERY = 10, 5, 100, 20
+FLAT_PAGE_SIZE = 250  # nodes a page of a document without nested connections (Shopify's max)
+
+Cursor = Callable[[str], Any]  # table -> its incremental cursor's last value (None: never loaded)
+
+
+class ShopifyProvider:
+    """`provide(raw)` for contract_source: the chunks of one `raw_shop` table."""
+
+    def __init__(self, client: ShopifyClient, cursor: Cursor, *, page_size: int = PAGE_SIZE,
+                 flat_page_size: int = FLAT_PAGE_SIZE, nested_page_size: int = NESTED_PAGE_SIZE,
+                 bulk_time_limit_s: float = bulk.TIME_LIMIT_S, bulk_after: timedelta = BULK_AFTER,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.client, self.cursor, self.now, self.bulk_after = client, cursor, now, bulk_after
+        self.page_size, self.flat_page_size = page_size, flat_page_size
+        self.nested_page_size, self.rest_page_size = nested_page_size, REST_PAGE_SIZE
+        self.bulk_time_limit_s = bulk_time_limit_s
+        self._queues: dict[str, deque[pa.Table]] = {}
+        self._streams: dict[str, Iterator[tuple[str, pa.Table]]] = {}
+        self.read_as: dict[str, str] = {}  # document -> "bulk" or "pages"
+
+    @property
+    def notices(self) -> dict[str, str]:
+        """What the load report records about this sync (no data values)."""
+        served = self.client.served_version
+        return {**{f"read_{doc}": how for doc, how in sorted(self.read_as.items())},
+                **({"api_version_served": served} if served else {}),
+                "api_version": self.client.api_version}
+
+    def __call__(self, raw: RawTable) -> Iterable[pa.Table]:
+        if raw.name not in BY_TABLE:
+            return ()  # a table the shop does not keep (history arrives by file drop)
+        return self._chunks(raw.name)
+
+    def _chunks(self, table: str) -> Iterator[pa.Table]:
+        doc = BY_TABLE[table]
+        queue = self._queues.setdefault(table, deque())
+        stream = self._streams.get(doc.name)
+        if stream is None:
+            stream = self._streams[doc.name] = self._read(doc)
+        while True:
+            if queue:
+                yield queue.popleft()
+                continue
+            try:
+                other, chunk = next(stream)
+            except StopIteration:
+                return
+            self._queues.setdefault(other, deque()).append(chunk)
+
+    def _read(self, doc: Document) -> Iterator[tuple[str, pa.Table]]:
+        since = _as_datetime(self.cursor(doc.cursor_table))
+        if since is None or self.now() - since > self.bulk_after:
+            self.read_as[doc.name] = "bulk"
+            query = _updated_since(since) if since else None
+            lines = bulk.run(self.client, doc.bulk(query), name=doc.name,
+                             time_limit_s=self.bulk_time_limit_s)
+            owners: dict[str, dict] = {}
+            yield from assemble(doc, lines, owners)
+            yield from self._owned(doc, owners)
+        else:
+            self.read_as[doc.name] = "pages"
+            yield from _rows_of_nodes(doc, self._pages(doc, _updated_since(since)))
+
+    def _pages(self, doc: Document, query: str) -> Iterator[dict]:
+        variables: dict[str, Any] = {
+            "first": self.page_size if doc.nested else self.flat_page_size, "after": None}
+        if doc.nested:
+            variables["nested"] = self.nested_page_size
+        if doc.filtered:
+            variables["query"] = query
+        document = doc.paged()
+        while True:
+            connection = self._affordable(document, variables, doc.name)[doc.root]
+            for edge in connection.get("edges") or []:
+                node = edge.get("node") or {}
+                for nested in doc.nested:
+                    self._complete(doc, nested, node)
+                yield node
+            page = connection.get("pageInfo") or {}
+            if not page.get("hasNextPage"):
+                return
+            if not page.get("endCursor"):
+                raise ShopifyError(f"shop {self.client.shop}: {doc.name} has a next page "
+                                   "but no cursor")
+            variables["after"] = page["endCursor"]
+
+    def _owned(self, doc: Document, owners: dict[str, dict]) -> Iterator[tuple[str, pa.Table]]:
+        """After a bulk read: the connections inside list elements (an order's refunds' line
+        items), which a bulk query cannot hold, read for many owners a query."""
+        batches = records.Batches()
+        for nested in (n for n in doc.nested if n.inside):
+            ids = [gid for gid, context in owners.items() if context["kind"] == nested.inside]
+            for start in range(0, len(ids), OWNERS_PER_QUERY):
+                found = self._affordable(nested.owners(), {
+                    "ids": ids[start:start + OWNERS_PER_QUERY], "first": self.nested_page_size},
+                    f"{doc.name} {nested.field}")
+                for owner in found.get("nodes") or []:
+                    if not owner:
+                        continue  # deleted since the bulk read: its rows go with it
+                    self._complete(doc, nested, owner, owned=True)
+                    for edge in (owner.get(nested.field) or {}).get("edges") or []:
+                        yield from batches.add(*_child_row(edge.get("node") or {},
+                                                           owners[owner["id"]]))
+        yield from batches.flush()
+
+    def _affordable(self, document: str, variables: dict[str, Any], name: str) -> dict:
+        """Run a page, halving its size (the nested pages first) while Shopify finds it too
+        costly; the smaller size stays for the document's next pages."""
+        while True:
+            try:
+                return self.client.query(document, variables, name=name)
+            except QueryTooCostly:
+                key = "nested" if variables.get("nested", 1) > 1 else "first"
+                if variables[key] <= 1:
+                    raise
+                variables[key] //= 2
+
+    def _complete(self, doc: Document, nested: Nested, node: dict, owned: bool = False) -> None:
+        """Read the rest of a nested connection that did not fit in the first page."""
+        owners = node.get(nested.inside) or [] if nested.inside and not owned else [node]
+        for owner in owners:
+            connection = owner.get(nested.field) or {}
+            edges = connection.setdefault("edges", [])
+            page = connection.get("pageInfo") or {}
+            while page.get("hasNextPage"):
+                more = self._affordable(doc.rest_of(nested), {
+                    "id": owner["id"], "first": self.rest_page_size,
+                    "after": page.get("endCursor")}, f"{doc.name} {nested.field}")
+                rest = (more.get(nested.root) or {}).get(nested.field) or {}
+                edges += rest.get("edges") or []
+                page = rest.get("pageInfo") or {}
+
+
+def _rows_of_nodes(doc: Document, nodes: Iterable[dict]) -> Iterator[tuple[str, pa.Table]]:
+    """Whole nodes (nested connections inside them) -> chunks per table."""
+    batches = records.Batches()
+    for node in nodes:
+        for table, row in _node_rows(doc, node):
+            yield from batches.add(table, row)
+    yield from batches.flush()
+
+
+def _node_rows(doc: Document, node: dict) -> Iterator[tuple[str, dict]]:
+    if doc.name == "orders":
+        row = records.order(node)
+        yield "orders", row
+        for edge in (node.get("lineItems") or {}).get("edges") or []:
+            yield "order_line_items", records.line_item(edge.get("node") or {}, row["id"],
+                                                        row["updated_at"])
+        for refund in node.get("refunds") or []:
+            for edge in (refund.get("refundLineItems") or {}).get("edges") or []:
+                yield "order_refund_line_items", records.refund_line_item(
+                    edge.get("node") or {}, refund, row["id"], row["updated_at"])
+    elif doc.name == "locations":
+        row = records.location(node)
+        yield "locations", row
+        for edge in (node.get("inventoryLevels") or {}).get("edges") or []:
+            yield "inventory_levels", records.inventory_level(edge.get("node") or {}, row["id"])
+    else:
+        yield doc.tables[0], _FLAT[doc.name](node)
+
+
+_FLAT = {"products": records.product, "variants": records.variant,
+         "inventory_items": records.inventory_item, "customers": records.customer}
+
+
+def assemble(doc: Document, lines: Iterable[dict],
+             owners: dict[str, dict] | None = None) -> Iterator[tuple[str, pa.Table]]:
+    """Bulk JSONL lines -> chunks per table. A child line names its parent by `__parentId`
+    and may come before it: children whose parent has not been read yet wait (only the
+    parents' ids and cursors are kept, never whole records), and any still waiting at the end
+    mean the result is not whole. `owners` collects the list elements (refunds) whose own
+    connections the bulk query could not hold."""
+    batches = records.Batches()
+    parents: dict[str, dict] = {}  # parent GID -> what its children need of it
+    waiting: dict[str, list[dict]] = {}
+    for line in lines:
+        parent = line.get("__parentId")
+        if parent is None:
+            for table, row in _node_rows(doc, line):
+                yield from batches.add(table, row)
+            for gid, context in _parent_context(doc, line):
+                parents[gid] = context
+                if owners is not None and context["kind"] == "refunds":
+                    owners[gid] = context
+                for child in waiting.pop(gid, []):
+                    yield from batches.add(*_child_row(child, context))
+        elif parent in parents:
+            yield from batches.add(*_child_row(line, parents[parent]))
+        else:
+            waiting.setdefault(parent, []).append(line)
+    if waiting:
+        raise bulk.BulkOperationFailed(
+            f"bulk result of {doc.name}: {sum(map(len, waiting.values()))} lines name a parent "
+            "the result does not hold (cut short?); nothing of it was loaded")
+    yield from batches.flush()
+
+
+def _parent_context(doc: Document, line: dict) -> Iterator[tuple[str, dict]]:
+    if doc.name == "orders":
+        order_id, updated = records.gid(line.get("id")), line.get("updatedAt")
+        yield line["id"], {"kind": "order", "order_id": order_id, "updated": updated}
+        for refund in line.get("refunds") or []:
+            if isinstance(refund, dict) and refund.get("id"):
+                yield refund["id"], {"kind": "refunds", "refund": refund, "order_id": order_id,
+                                     "updated": updated}
+    elif doc.name == "locations":
+        yield line["id"], {"kind": "location", "location_id": records.gid(line.get("id"))}
+
+
+def _child_row(line: dict, context: dict) -> tuple[str, dict]:
+    kind = context["kind"]
+    if kind == "order":
+        return "order_line_items", records.line_item(line, context["order_id"], context["updated"])
+    if kind == "refunds":
+        return "order_refund_line_items", records.refund_line_item(
+            line, context["refund"], context["order_id"], context["updated"])
+    return "inventory_levels", records.inventory_level(line, context["location_id"])
+
+
+def _updated_since(since: datetime) -> str:
+    bound = (since - OVERLAP).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"updated_at:>='{bound}'"
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        return _as_datetime(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    if hasattr(value, "to_pydatetime"):  # a pendulum / pandas timestamp
+        return _as_datetime(value.to_pydatetime())
+    raise ShopifyError(f"cursor value of type {type(value).__name__} is not a time")
+
+
+__all__ = ["ShopifyProvider", "DOCUMENTS", "assemble"]

@@ -1,0 +1,321 @@
+"""The live Shopify source end to end against the local fake Shopify (tests/fake_shopify.py:
+a real HTTP server executing the connector's documents on Shopify's own schema, serving the
+demo shop): connected by the CLI, synced by the tenant's Dagster job into its encrypted
+warehouse, first by bulk operations, then by pages."""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+import pyarrow as pa
+
+from cleargro_pipeline import bootstrap, tenants, warehouse
+from cleargro_pipeline.cli import cli
+from cleargro_pipeline.demo.generator import DemoShop
+from cleargro_pipeline.errors import CredentialsRejected
+from cleargro_pipeline.runner import materialize_tenant
+from cleargro_pipeline.security import audit, keys, secret_store
+from cleargro_pipeline.sources import contract
+from cleargro_pipeline.sources.shopify import bulk
+from cleargro_pipeline.sources.shopify.client import ShopifyClient, ShopifyError
+from cleargro_pipeline.sources.shopify.documents import ORDERS
+from cleargro_pipeline.sources.shopify.source import ShopifyProvider, assemble
+
+from fake_shopify import FakeShopify
+
+SHOP = "cleargro-demo.myshopify.com"
+TOKEN = "shpat_" + "5" * 32
+END = date(2026, 11, 27)
+DAY_BEFORE_END = datetime(END.year, END.month, END.day, tzinfo=timezone.utc)  # the first sync's "now"
+# Per tenant and random: the only columns of the marts a tenant's own keys or name decide.
+TENANT_BOUND = ("pseudonym", "opportunity_id", "_load_id", "_dlt")
+
+
+@pytest.fixture(scope="module")
+def shop() -> DemoShop:
+    return DemoShop(size="small", seed=7, end_date=END, incidents=True, tenant="live")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, shop: DemoShop) -> Iterator[dict]:
+    """Two tenants built once, synced as of the day before the shop's last day: `generated`
+    fed by the demo generator, `live` whose shop is synced from the fake Shopify serving the
+    same shop (by bulk operations, since it is the first sync)."""
+    data = tmp_path_factory.mktemp("shopify_live") / "data"
+    env = {"CLEARGRO_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home"),
+           keys.MASTER_KEY_ENV: base64.b64encode(os.urandom(32)).decode(),
+           "CLEARGRO_PRINCIPAL": "pytest"}
+    with pytest.MonkeyPatch.context() as patch, FakeShopify(shop, token=TOKEN) as fake:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        bootstrap.init()
+        fake.set_cutoff(DAY_BEFORE_END)
+        # A live shop has no price or stock history: the generated tenant goes without too.
+        demo = {"kind": "demo", "size": "small", "seed": 7, "history": False, "hold_back_days": 1}
+        tenants.add("generated", {s: dict(demo) for s in tenants.SOURCE_NAMES})
+        tenants.add("live", {s: dict(demo) for s in tenants.SOURCE_NAMES if s != "shop"})
+        _cli("tenants", "configure", "live", "--endpoint", f"shop={fake.url}")
+        _cli("connect", "shopify", "--tenant", "live", "--shop", SHOP, "--access-token-stdin",
+             input=TOKEN + "\n")
+        # The demo's last day is 2026-11-27, whatever today is: the next day's cursor is
+        # "recent" for the connector, so it reads pages rather than a bulk operation.
+        config = tenants.get("live").sources["shop"]
+        tenants.configure_source("live", "shop", {**config, "bulk_after_days": 3650})
+        materialize_tenant("generated")
+        materialize_tenant("live")
+        yield {"fake": fake, "data": data, "env": env}
+    audit.verify(data / "audit" / "audit.log")
+
+
+def _cli(*args: str, input: str | None = None, code: int = 0) -> str:
+    """The command's output, and its error's message when it is expected to fail (`main`
+    prints that line; the runner calls the group itself)."""
+    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=code != 0)
+    assert result.exit_code == code, result.output
+    return result.output + (str(result.exception) if code and result.exception else "")
+
+
+def _tables(conn, schema: str) -> list[str]:
+    return [t for (t,) in conn.execute(
+        "select table_name from duckdb_tables() where database_name = ? and schema_name = ? "
+        "order by 1", [warehouse.ALIAS, schema]).fetchall()]
+
+
+def _content(tenant: str, schemas: tuple[str, ...]) -> dict[str, list[tuple]]:
+    """Every row of every table in `schemas` (dlt's own tables aside), without the
+    tenant-bound columns, times to the second (Shopify's DateTime has no fraction; the
+    generator's times do), sorted."""
+    out = {}
+    with warehouse.open_warehouse(tenant, purpose="test", read_only=True) as conn:
+        for schema in schemas:
+            for table in [t for t in _tables(conn, schema) if not t.startswith("_dlt")]:
+                columns = [(c, t) for c, t in conn.execute(
+                    "select column_name, data_type from duckdb_columns() where database_name = ? "
+                    "and schema_name = ? and table_name = ? order by column_index",
+                    [warehouse.ALIAS, schema, table]).fetchall()
+                           if not any(mark in c for mark in TENANT_BOUND)]
+                listed = ", ".join(f'date_trunc(\'second\', "{c}")' if t.startswith("TIMESTAMP")
+                                   else f'"{c}"' for c, t in columns)
+                rows = conn.execute(f'select {listed} from {warehouse.ALIAS}."{schema}"."{table}" '
+                                    f"order by all").fetchall()
+                out[f"{schema}.{table}"] = rows
+    return out
+
+
+def test_a_live_shop_builds_the_same_marts_and_opportunities_as_the_generator(live):
+    generated = _content("generated", ("raw_shop", "marts", "insights"))
+    synced = _content("live", ("raw_shop", "marts", "insights"))
+    assert set(synced) == set(generated)
+    assert sum(len(rows) for rows in synced.values()) > 10_000
+    assert synced["insights.opportunities"], "the demo plants opportunities"
+    differ = {table: (sorted(set(generated[table]) - set(synced[table]))[:1],
+                      sorted(set(synced[table]) - set(generated[table]))[:1])
+              for table in sorted(generated) if synced[table] != generated[table]}
+    assert not differ, f"differ (a row only generated, a row only synced): {str(differ)[:3000]}"
+
+
+def test_the_next_day_arrives_by_pages_with_the_same_result_and_no_duplicates(live):
+    fake = live["fake"]
+    runs_before = _bulk_runs(fake)
+    fake.set_cutoff(None)  # the shop's last day happens
+    for system in tenants.SOURCE_NAMES:
+        config = {k: v for k, v in tenants.get("generated").sources[system].items()
+                  if k != "hold_back_days"}
+        tenants.configure_source("generated", system, config)
+        if system != "shop":
+            tenants.configure_source("live", system, config)
+    materialize_tenant("generated")
+    run = materialize_tenant("live")
+    assert _bulk_runs(fake) == runs_before, "a recent cursor is read by pages"
+    paged = [body for _, body in fake.requests if "updated_at:>=" in
+             str(body.get("variables", {}).get("query", ""))]
+    assert paged, "the increments are filtered on updated_at"
+    generated = _content("generated", ("raw_shop", "marts", "insights"))
+    synced = _content("live", ("raw_shop", "marts", "insights"))
+    assert synced == generated
+    with warehouse.open_warehouse("live", purpose="test", read_only=True) as conn:
+        for table, keys_ in (("orders", "id"), ("order_line_items", "id"), ("products", "id"),
+                             ("inventory_levels", "inventory_item_id, location_id")):
+            rows, distinct = conn.execute(
+                f"select count(*), count(distinct ({keys_})) from {warehouse.ALIAS}.raw_shop.{table}"
+            ).fetchone()
+            assert rows == distinct, f"{table} has duplicate keys"
+        last = conn.execute(f"select max(created_at) from {warehouse.ALIAS}.raw_shop.orders").fetchone()[0]
+    assert last >= DAY_BEFORE_END, "the new day's orders arrived"
+    with dg.DagsterInstance.get() as instance:
+        (record,) = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["raw_shop", "orders"]), asset_partitions=["live"]),
+            limit=1).records
+    assert record.run_id == run.run_id
+    metadata = record.asset_materialization.metadata
+    assert metadata["read_orders"].value == "pages"
+    assert metadata["api_version"].value == "2026-10" and "api_version_served" not in metadata
+
+
+def _bulk_runs(fake: FakeShopify) -> int:
+    return sum("bulkOperationRunQuery" in body.get("query", "") for _, body in fake.requests)
+
+
+def test_the_first_sync_ran_bulk_operations_and_selected_no_shopper_identity(live):
+    documents = [body.get("query", "") for path, body in live["fake"].requests
+                 if path.endswith("/graphql.json")]
+    assert _bulk_runs(live["fake"]) == 6, "one bulk operation per document on the first sync"
+    for document in documents:
+        for personal in ("email", "phone", "firstName", "lastName", "clientIp", "Address"):
+            assert personal not in document
+
+
+def test_the_token_is_sealed_and_never_on_disk_in_plaintext(live):
+    data: Path = live["data"]
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), f"token in {path}"
+
+
+def test_a_bulk_result_with_children_before_parents_is_linked_by_parent_id():
+    order = "gid://shopify/Order/7"
+    lines = [
+        {"id": "gid://shopify/LineItem/71", "quantity": 2, "__parentId": order,
+         "originalUnitPriceSet": {"shopMoney": {"amount": "9.50"}}},
+        {"id": "gid://shopify/RefundLineItem/91", "quantity": 1, "__parentId": "gid://shopify/Refund/9",
+         "lineItem": {"id": "gid://shopify/LineItem/71"}, "subtotalSet": {"shopMoney": {"amount": "9.50"}}},
+        {"id": order, "name": "#1007", "updatedAt": "2026-11-20T10:00:00Z", "refunds": [
+            {"id": "gid://shopify/Refund/9", "createdAt": "2026-11-21T09:00:00Z"}]},
+    ]
+    tables = {name: chunk.to_pylist() for name, chunk in assemble(ORDERS, lines)}
+    (line,) = tables["order_line_items"]
+    assert (line["id"], line["order_id"], line["quantity"]) == (71, 7, 2)
+    assert line["order_updated_at"] == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    (refund,) = tables["order_refund_line_items"]
+    assert (refund["refund_id"], refund["order_id"], refund["line_item_id"]) == (9, 7, 71)
+    assert refund["created_at"] == datetime(2026, 11, 21, 9, tzinfo=timezone.utc)
+
+
+def test_a_bulk_result_cut_before_a_childs_parent_is_an_error():
+    lines = [{"id": "gid://shopify/LineItem/71", "quantity": 2,
+              "__parentId": "gid://shopify/Order/7"}]
+    with pytest.raises(bulk.BulkOperationFailed, match="name a parent"):
+        list(assemble(ORDERS, lines))
+
+
+# --- the client and the provider against the fake, without a warehouse ---
+
+@pytest.fixture(scope="module")
+def fake(shop: DemoShop) -> Iterator[FakeShopify]:
+    with FakeShopify(shop, token=TOKEN) as server:
+        yield server
+
+
+def _client(fake: FakeShopify, **kwargs) -> ShopifyClient:
+    return ShopifyClient(SHOP, lambda: TOKEN, endpoint=fake.url, backoff_factor=0.05, **kwargs)
+
+
+def _read(provider: ShopifyProvider, *tables: str) -> dict[str, pa.Table]:
+    """Pull tables as dlt's round-robin extract would, one chunk of each in turn."""
+    streams = {t: iter(provider(contract.table(contract.SHOP, t))) for t in tables}
+    chunks: dict[str, list[pa.Table]] = {t: [] for t in tables}
+    while streams:
+        for table, stream in list(streams.items()):
+            chunk = next(stream, None)
+            if chunk is None:
+                del streams[table]
+            else:
+                chunks[table].append(chunk)
+    return {t: pa.concat_tables(c) if c else None for t, c in chunks.items()}
+
+
+def test_throttled_429_5xx_and_dropped_connections_are_retried(fake):
+    client = _client(fake)
+    fake.fail_next("throttled", "http429", "http503", "drop", "http500")
+    data = client.query("query { products(first: 2) { edges { node { id } } } }", name="probe")
+    assert len(data["products"]["edges"]) == 2
+    assert client.bucket.available is not None, "the cost bucket is tracked from the answer"
+
+
+def test_throttling_that_does_not_end_is_an_error_after_bounded_attempts(fake):
+    client = _client(fake, max_attempts=2)
+    fake.fail_next("throttled", "throttled", "throttled")
+    with pytest.raises(ShopifyError, match="THROTTLED"):
+        client.query("query { products(first: 1) { edges { node { id } } } }", name="probe")
+    fake.fail_next()  # nothing left queued for the next test
+
+
+def test_a_refused_token_is_credentials_rejected_and_never_quoted(fake):
+    client = ShopifyClient(SHOP, lambda: "shpat_wrong", endpoint=fake.url, backoff_factor=0.05)
+    with pytest.raises(CredentialsRejected, match="HTTP 401") as refused:
+        client.query("query { products(first: 1) { edges { node { id } } } }", name="probe")
+    assert "shpat_wrong" not in str(refused.value)
+
+
+def test_connect_refuses_a_bad_token_and_stores_nothing(fake, data_dir):
+    tenants.add("acme")
+    _cli("tenants", "configure", "acme", "--endpoint", f"shop={fake.url}")
+    output = _cli("connect", "shopify", "--tenant", "acme", "--shop", SHOP,
+                  "--access-token-stdin", input="shpat_wrong\n", code=1)
+    assert "HTTP 401" in output and "shpat_wrong" not in output
+    assert tenants.get("acme").sources["shop"].get("kind") is None
+    assert "source.shop.access_token" not in secret_store.names("acme")
+
+
+def test_only_a_loopback_endpoint_may_replace_the_shop(data_dir):
+    tenants.add("acme")
+    for url in ("http://203.0.113.9:8080", "https://evil.example", "http://127.0.0.1:9/x"):
+        output = _cli("tenants", "configure", "acme", "--endpoint", f"shop={url}", code=1)
+        assert "loopback" in output
+    assert "endpoint" not in tenants.get("acme").sources.get("shop", {})
+
+
+def test_long_nested_lists_are_read_to_the_end(fake, shop):
+    """Pages of 3 orders with 1 line item each: every order's lines still arrive whole."""
+    since = DAY_BEFORE_END - timedelta(hours=12)
+    provider = ShopifyProvider(_client(fake), lambda table: since, page_size=3,
+                               nested_page_size=1, now=lambda: DAY_BEFORE_END)
+    provider.rest_page_size = 1
+    got = _read(provider, "orders", "order_line_items", "order_refund_line_items")
+    assert provider.read_as == {"orders": "pages"}
+    orders = set(got["orders"].column("id").to_pylist())
+    lines = pa.concat_tables(shop.iter_table("raw_shop", "order_line_items"))
+    expected = sorted(i for i, o in zip(lines.column("id").to_pylist(),
+                                        lines.column("order_id").to_pylist()) if o in orders)
+    assert sorted(got["order_line_items"].column("id").to_pylist()) == expected
+    counts = {}
+    for order in got["order_line_items"].column("order_id").to_pylist():
+        counts[order] = counts.get(order, 0) + 1
+    assert max(counts.values()) > 1, "the window holds an order with several lines"
+
+
+def test_a_failed_bulk_operation_is_an_error_naming_it(fake):
+    fake.bulk_script = ["CREATED", "RUNNING", "FAILED"]
+    provider = ShopifyProvider(_client(fake), lambda table: None)
+    with pytest.raises(bulk.BulkOperationFailed, match=r"gid://shopify/BulkOperation/\d+ .*FAILED"):
+        _read(provider, "products")
+
+
+def test_a_bulk_result_cut_short_is_an_error_not_a_partial_load(fake):
+    fake.truncate_bulk = True
+    try:
+        provider = ShopifyProvider(_client(fake), lambda table: None)
+        with pytest.raises(bulk.BulkOperationFailed, match="BulkOperation/"):
+            _read(provider, "orders", "order_line_items", "order_refund_line_items")
+    finally:
+        fake.truncate_bulk = False
+
+
+def test_a_version_shopify_fell_forward_to_is_reported():
+    shop_ = DemoShop(size="small", seed=7, end_date=END, incidents=True, tenant="live")
+    with FakeShopify(shop_, token=TOKEN, served_version="2027-01") as fake:
+        told = []
+        client = ShopifyClient(SHOP, lambda: TOKEN, endpoint=fake.url,
+                               on_version=lambda pinned, served: told.append((pinned, served)))
+        client.query("query { products(first: 1) { edges { node { id } } } }", name="probe")
+        provider = ShopifyProvider(client, lambda table: None)
+    assert told == [("2026-10", "2027-01")]
+    assert provider.notices["api_version_served"] == "2027-01"
