@@ -70,6 +70,29 @@ def synced_sources(tenant: Tenant) -> dict[str, dict[str, Any]]:
     return {system: config for system, config in tenant.sources.items() if config.get("kind")}
 
 
+# Set when a source refused the stored credentials (or its app was uninstalled): the source
+# is not synced again, and `credentials_invalid` stays raised, until it is reconnected
+# (connecting writes a new configuration without it).
+CREDENTIALS_REJECTED = "credentials_rejected_at"
+
+
+def rejected_sources(tenant: Tenant) -> dict[str, str]:
+    """Source -> when it refused the stored credentials."""
+    return {system: config[CREDENTIALS_REJECTED] for system, config in tenant.sources.items()
+            if config.get(CREDENTIALS_REJECTED)}
+
+
+def mark_credentials_rejected(name: str, system: str) -> Tenant:
+    """Stop syncing `system` until it is reconnected (idempotent: the first time stays)."""
+    tenant = get(name)
+    config = tenant.sources.setdefault(system, {})
+    if not config.get(CREDENTIALS_REJECTED):
+        config[CREDENTIALS_REJECTED] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        _write(tenant)
+        audit.append("source_credentials_rejected", tenant=name, source=system)
+    return tenant
+
+
 def validate_name(name: str) -> str:
     if not TENANT_NAME.match(name or ""):
         raise InvalidTenantName(

@@ -18,7 +18,11 @@ from click.testing import CliRunner
 import pyarrow as pa
 
 from cleargro_pipeline import bootstrap, tenants, warehouse
+from cleargro_pipeline.alerts import platform
 from cleargro_pipeline.cli import cli
+from cleargro_pipeline.definitions import loaded_defs
+from cleargro_pipeline.defs.ingestion import load_raw
+from cleargro_pipeline.orchestration.partitions import dagster_instance, sync_tenant_partitions
 from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.errors import CredentialsRejected
 from cleargro_pipeline.runner import materialize_tenant
@@ -35,6 +39,7 @@ SHOP = "cleargro-demo.myshopify.com"
 TOKEN = "shpat_" + "5" * 32
 END = date(2026, 11, 27)
 DAY_BEFORE_END = datetime(END.year, END.month, END.day, tzinfo=timezone.utc)  # the first sync's "now"
+SERVED = "2027-01"
 # Per tenant and random: the only columns of the marts a tenant's own keys or name decide.
 TENANT_BOUND = ("pseudonym", "opportunity_id", "_load_id", "_dlt")
 
@@ -53,7 +58,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, shop: DemoShop) -> Iterator[d
     env = {"CLEARGRO_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home"),
            keys.MASTER_KEY_ENV: base64.b64encode(os.urandom(32)).decode(),
            "CLEARGRO_PRINCIPAL": "pytest"}
-    with pytest.MonkeyPatch.context() as patch, FakeShopify(shop, token=TOKEN) as fake:
+    # Shopify answers with a newer version than the pinned one (it fell forward): the sync
+    # goes ahead, and the version alert says so.
+    with (pytest.MonkeyPatch.context() as patch,
+          FakeShopify(shop, token=TOKEN, served_version=SERVED) as fake):
         for name, value in env.items():
             patch.setenv(name, value)
         bootstrap.init()
@@ -157,7 +165,16 @@ def test_the_next_day_arrives_by_pages_with_the_same_result_and_no_duplicates(li
     assert record.run_id == run.run_id
     metadata = record.asset_materialization.metadata
     assert metadata["read_orders"].value == "pages"
-    assert metadata["api_version"].value == "2026-10" and "api_version_served" not in metadata
+    assert metadata["api_version"].value == "2026-10"
+    assert metadata["api_version_served"].value == SERVED
+
+
+def test_the_version_shopify_fell_forward_to_raises_the_version_alert(live):
+    with dg.DagsterInstance.get() as instance:
+        (alert,) = platform.api_version_drift(instance, "live")
+        assert platform.api_version_drift(instance, "generated") == []
+    assert (alert.alert_type, alert.entity_id) == ("source_api_version", "shop")
+    assert SERVED in alert.message and "2026-10" in alert.message
 
 
 def _bulk_runs(fake: FakeShopify) -> int:
@@ -263,6 +280,36 @@ def test_connect_refuses_a_bad_token_and_stores_nothing(fake, data_dir):
     assert "HTTP 401" in output and "shpat_wrong" not in output
     assert tenants.get("acme").sources["shop"].get("kind") is None
     assert "source.shop.access_token" not in secret_store.names("acme")
+
+
+def _sync_shop(tenant: str) -> dg.ExecuteInProcessResult:
+    """The tenant's shop load alone, as a run of its Dagster job (no dbt)."""
+    job = loaded_defs().resolve_job_def("tenant_refresh")
+    return job.execute_in_process(
+        instance=dagster_instance(), partition_key=tenant, raise_on_error=False,
+        asset_selection=[k for k in load_raw.keys if k.path[0] == "raw_shop"])
+
+
+def test_refused_credentials_stop_the_sync_until_the_shop_is_reconnected(fake, data_dir):
+    bootstrap.init()
+    tenants.add("acme")
+    _cli("tenants", "configure", "acme", "--endpoint", f"shop={fake.url}")
+    _cli("connect", "shopify", "--tenant", "acme", "--shop", SHOP, "--access-token-stdin",
+         input=TOKEN + "\n")
+    sync_tenant_partitions(dagster_instance())
+    fake.fail_next("unauthorized")  # the merchant revoked the token
+    assert not _sync_shop("acme").success
+    assert set(tenants.rejected_sources(tenants.get("acme"))) == {"shop"}
+    (alert,) = platform.rejected_credentials("acme")
+    assert (alert.alert_type, alert.entity_id, alert.severity) == (
+        "credentials_invalid", "shop", "critical")
+    asked = len(fake.requests)
+    assert _sync_shop("acme").success, "a stopped source does not fail the tenant's runs"
+    assert len(fake.requests) == asked, "and is not asked again"
+    _cli("connect", "shopify", "--tenant", "acme", "--shop", SHOP, "--access-token-stdin",
+         input=TOKEN + "\n")
+    assert tenants.rejected_sources(tenants.get("acme")) == {}
+    assert platform.rejected_credentials("acme") == []
 
 
 def test_only_a_loopback_endpoint_may_replace_the_shop(data_dir):

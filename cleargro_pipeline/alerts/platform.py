@@ -37,8 +37,10 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
     if deletion.is_deleting(tenant):
         return []  # its syncs are stopped on purpose
     found = []
-    registered = datetime.fromisoformat(tenants.get(tenant).created_at)
-    for system in tenants.synced_sources(tenants.get(tenant)):
+    config = tenants.get(tenant)
+    registered = datetime.fromisoformat(config.created_at)
+    rejected = tenants.rejected_sources(config)  # credentials_invalid speaks for those
+    for system in (s for s in tenants.synced_sources(config) if s not in rejected):
         last = _last_sync(instance, tenant, system) or registered
         age = now - last
         if age <= STALE_AFTER:
@@ -53,6 +55,21 @@ def stale_sources(instance: dg.DagsterInstance, tenant: str, now: datetime) -> l
             message=f"{system} has not synced for {hours:.0f} h (alert after "
                     f"{STALE_AFTER.total_seconds() / 3600:.0f} h); last sync {last:%Y-%m-%d %H:%M} UTC.",
             link=f"cleargro run --tenant {tenant}"))
+    return found
+
+
+def rejected_credentials(tenant: str) -> list[Detection]:
+    """`credentials_invalid` for each source that refused its stored credentials (or whose app
+    was uninstalled), as long as it is not reconnected: its syncs are stopped meanwhile."""
+    found = []
+    for system, since in tenants.rejected_sources(tenants.get(tenant)).items():
+        day = datetime.fromisoformat(since).date()
+        found.append(Detection(
+            alert_type="credentials_invalid", severity="critical", entity_type="source",
+            entity_id=system, metric="sync_status", observed=None, expected=None,
+            episode_start=day, detected_on=day, link="cleargro connect --help",
+            message=f"{system} refused the stored credentials on {since}: its sync is stopped "
+                    "until the merchant reconnects it."))
     return found
 
 

@@ -46,17 +46,23 @@ def load_raw(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult
     the systems that loaded are recorded even when another failed, then the step fails
     naming the ones that did not."""
     tenant = context.partition_key
-    synced = tenants.synced_sources(tenants.get(tenant))
+    config = tenants.get(tenant)
+    synced, rejected = tenants.synced_sources(config), tenants.rejected_sources(config)
     selected = {key.path[0].removeprefix("raw_") for key in context.selected_asset_keys}
-    plans = {system: plan_for(tenant, system, synced[system])
-             for system in ingest.SYSTEMS if system in selected and synced.get(system)}
+    plans = {system: plan_for(tenant, system, synced[system]) for system in ingest.SYSTEMS
+             if system in selected and synced.get(system) and system not in rejected}
     for system in sorted(selected - set(plans)):
-        context.log.info(f"tenant '{tenant}' does not sync {system}: skipped")
+        why = (f"refused the stored credentials on {rejected[system]}; reconnect it"
+               if system in rejected else "is not synced")
+        context.log.info(f"tenant '{tenant}': {system} {why}: skipped")
     if not plans:
         return
     reports, failures = ingest.load_each(tenant, plans, tuple(plans))
     for report in reports:
         yield from _materializations(context, report)
+    for failure in failures:
+        if failure.credentials_rejected:  # retrying cannot help: wait for a reconnection
+            tenants.mark_credentials_rejected(tenant, failure.system)
     if failures:
         first = failures[0]
         kind = CredentialsRejected if first.credentials_rejected else ingest.IngestError
