@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
@@ -28,10 +29,10 @@ from cleargro_pipeline.errors import CredentialsRejected
 from cleargro_pipeline.runner import materialize_tenant
 from cleargro_pipeline.security import audit, keys, secret_store
 from cleargro_pipeline.sources import contract
-from cleargro_pipeline.sources.shopify import bulk
+from cleargro_pipeline.sources.shopify import bulk, columns
 from cleargro_pipeline.sources.shopify.client import ShopifyClient, ShopifyError
 from cleargro_pipeline.sources.shopify.documents import ORDERS
-from cleargro_pipeline.sources.shopify.source import ShopifyProvider, assemble
+from cleargro_pipeline.sources.shopify.source import ShopifyProvider
 
 from fake_shopify import FakeShopify
 
@@ -197,30 +198,46 @@ def test_the_token_is_sealed_and_never_on_disk_in_plaintext(live):
             assert TOKEN.encode() not in path.read_bytes(), f"token in {path}"
 
 
+def _lines(*lines: dict) -> pa.Table:
+    return pa.Table.from_pylist(list(lines), schema=columns.LINES["orders"])
+
+
 def test_a_bulk_result_with_children_before_parents_is_linked_by_parent_id():
     order = "gid://shopify/Order/7"
-    lines = [
+    converter = columns.Converter(ORDERS)
+    first = dict(converter.convert(_lines(
         {"id": "gid://shopify/LineItem/71", "quantity": 2, "__parentId": order,
          "originalUnitPriceSet": {"shopMoney": {"amount": "9.50"}}},
-        {"id": "gid://shopify/RefundLineItem/91", "quantity": 1, "__parentId": "gid://shopify/Refund/9",
-         "lineItem": {"id": "gid://shopify/LineItem/71"}, "subtotalSet": {"shopMoney": {"amount": "9.50"}}},
-        {"id": order, "name": "#1007", "updatedAt": "2026-11-20T10:00:00Z", "refunds": [
-            {"id": "gid://shopify/Refund/9", "createdAt": "2026-11-21T09:00:00Z"}]},
-    ]
-    tables = {name: chunk.to_pylist() for name, chunk in assemble(ORDERS, lines)}
-    (line,) = tables["order_line_items"]
+        {"id": "gid://shopify/RefundLineItem/91", "quantity": 1,
+         "__parentId": "gid://shopify/Refund/9", "lineItem": {"id": "gid://shopify/LineItem/71"},
+         "subtotalSet": {"shopMoney": {"amount": "9.50"}}})))
+    assert first == {}, "children wait for their parent"
+    tables = dict(converter.convert(_lines(
+        {"id": order, "name": "#1007", "updatedAt": "2026-11-20T10:00:00Z",
+         "subtotalPriceSet": {"shopMoney": {"amount": "19.00"}},
+         "totalDiscountsSet": {"shopMoney": {"amount": "1.00"}},
+         "refunds": [{"id": "gid://shopify/Refund/9", "createdAt": "2026-11-21T09:00:00Z"}]})))
+    assert converter.finish() == 0
+    (order_row,) = tables["orders"].to_pylist()
+    assert order_row["total_line_items_price"] == Decimal("20.00")
+    (line,) = tables["order_line_items"].to_pylist()
     assert (line["id"], line["order_id"], line["quantity"]) == (71, 7, 2)
     assert line["order_updated_at"] == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
-    (refund,) = tables["order_refund_line_items"]
+    (refund,) = tables["order_refund_line_items"].to_pylist()
     assert (refund["refund_id"], refund["order_id"], refund["line_item_id"]) == (9, 7, 71)
     assert refund["created_at"] == datetime(2026, 11, 21, 9, tzinfo=timezone.utc)
 
 
 def test_a_bulk_result_cut_before_a_childs_parent_is_an_error():
-    lines = [{"id": "gid://shopify/LineItem/71", "quantity": 2,
-              "__parentId": "gid://shopify/Order/7"}]
-    with pytest.raises(bulk.BulkOperationFailed, match="name a parent"):
-        list(assemble(ORDERS, lines))
+    lines = _lines({"id": "gid://shopify/LineItem/71", "quantity": 2,
+                    "__parentId": "gid://shopify/Order/7"})
+    with pytest.raises(columns.ShapeError, match="name a parent"):
+        list(columns.convert_all(ORDERS, [lines]))
+
+
+def test_a_value_that_is_not_a_gid_is_named_not_quoted():
+    with pytest.raises(columns.ShapeError, match="GID"):
+        columns.gid(pa.array(["gid://shopify/Order/7", "7"]))
 
 
 # --- the client and the provider against the fake, without a warehouse ---

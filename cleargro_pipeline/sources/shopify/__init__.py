@@ -2,8 +2,9 @@
 
 Plain dlt, no Dagster: `documents` holds what is asked (never a shopper's name, email, phone,
 address, IP or payment details), `client` how (retries, cost pacing, version check),
-`bulk` the bulk operations of a first sync, `records` how nodes become contract rows, and
-`source` the provider `sources.raw.contract_source` pulls each table's chunks from.
+`bulk` the bulk operations of a first sync, `columns` how lines become contract tables (Arrow
+compute, column by column), and `source` the provider `sources.raw.contract_source` pulls each
+table's chunks from.
 """
 
 # The one pinned Admin API version (quarterly releases, each supported for 12 months).

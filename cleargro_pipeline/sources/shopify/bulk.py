@@ -1,8 +1,9 @@
 """Bulk operations: run a query on Shopify's side, poll it, stream its JSONL result.
 
 `bulkOperationRunQuery` starts it; `bulkOperation(id:)` is polled with growing pauses up to a
-time limit (`currentBulkOperation` is deprecated since 2026-01). The result is read line by line
-from the download stream, never held whole and never written to disk. Since 2026-01 a child
+time limit (`currentBulkOperation` is deprecated since 2026-01). The result is read from the
+download stream in blocks of whole lines, each parsed by Arrow's JSON reader into a table of
+the document's line schema: never held whole, never written to disk. Since 2026-01 a child
 line (a nested connection's node, with `__parentId`) need not follow its parent, so callers
 link children by `__parentId`, never by position. A failed, cancelled or expired operation, a
 `userErrors` answer, and a result with fewer lines than Shopify counted are errors naming the
@@ -11,9 +12,12 @@ operation, never a silent partial load.
 
 from __future__ import annotations
 
-import json
+import io
 import time
 from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from cleargro_pipeline.sources.shopify.client import ShopifyClient, ShopifyError
 
@@ -25,15 +29,18 @@ POLL = """query PollBulk($id: ID!) {
 }"""
 FIRST_PAUSE_S, MAX_PAUSE_S = 0.2, 10.0
 TIME_LIMIT_S = 6 * 3600
+BLOCK_BYTES = 4 << 20  # lines parsed at once
 
 
 class BulkOperationFailed(ShopifyError):
     """The operation did not complete, or its result is not whole."""
 
 
-def run(client: ShopifyClient, query: str, *, name: str, time_limit_s: float = TIME_LIMIT_S,
-        first_pause_s: float = FIRST_PAUSE_S) -> Iterator[dict[str, Any]]:
-    """The result lines of one bulk query, as parsed JSON objects, streamed."""
+def run(client: ShopifyClient, query: str, *, name: str, schema: pa.Schema,
+        time_limit_s: float = TIME_LIMIT_S, first_pause_s: float = FIRST_PAUSE_S
+        ) -> Iterator[pa.Table]:
+    """The result lines of one bulk query, streamed in blocks of `schema` (fields the lines
+    carry beyond it are ignored)."""
     operation = start(client, query, name=name)
     finished = wait(client, operation, name=name, time_limit_s=time_limit_s,
                     first_pause_s=first_pause_s)
@@ -42,8 +49,8 @@ def run(client: ShopifyClient, query: str, *, name: str, time_limit_s: float = T
             raise BulkOperationFailed(f"bulk operation {operation} ({name}) completed without "
                                       "a result URL but counted objects")
         return
-    yield from lines(client, finished["url"], operation=operation, name=name,
-                     expected=int(finished.get("objectCount") or 0))
+    yield from blocks(client, finished["url"], operation=operation, name=name, schema=schema,
+                      expected=int(finished.get("objectCount") or 0))
 
 
 def start(client: ShopifyClient, query: str, *, name: str) -> str:
@@ -78,26 +85,38 @@ def wait(client: ShopifyClient, operation: str, *, name: str, time_limit_s: floa
         pause = min(pause * 2, MAX_PAUSE_S)
 
 
-def lines(client: ShopifyClient, url: str, *, operation: str, name: str,
-          expected: int) -> Iterator[dict[str, Any]]:
+def blocks(client: ShopifyClient, url: str, *, operation: str, name: str, schema: pa.Schema,
+           expected: int, block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
     response = client.download(url)
-    count = 0
+    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    count, rest = 0, b""
     try:
-        for raw in response.iter_lines(chunk_size=1 << 16):
-            if not raw:
+        for chunk in response.iter_content(chunk_size=block_bytes):
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                rest = data
                 continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                raise BulkOperationFailed(f"bulk operation {operation} ({name}): line {count + 1} "
-                                          "of the result is not JSON (cut short?)") from None
-            if not isinstance(line, dict):
-                raise BulkOperationFailed(f"bulk operation {operation} ({name}): line "
-                                          f"{count + 1} is not an object")
-            count += 1
-            yield line
+            rest = data[cut:]
+            table = _parse(data[:cut], options, operation, name, count)
+            count += table.num_rows
+            yield table
+        if rest.strip():
+            table = _parse(rest, options, operation, name, count)
+            count += table.num_rows
+            yield table
     finally:
         response.close()
     if expected and count < expected:
         raise BulkOperationFailed(f"bulk operation {operation} ({name}): the result stops after "
                                   f"{count} of {expected} objects; nothing of it was loaded")
+
+
+def _parse(data: bytes, options: Any, operation: str, name: str, before: int) -> pa.Table:
+    try:
+        return pa_json.read_json(io.BytesIO(data), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Arrow's message may quote the line: name the operation and where, not the value.
+        raise BulkOperationFailed(f"bulk operation {operation} ({name}): a line after object "
+                                  f"{before} is not the JSON the query asked for (cut short?); "
+                                  "nothing of it was loaded") from None

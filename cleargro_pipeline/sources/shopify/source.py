@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 
 from cleargro_pipeline.sources.contract import RawTable
-from cleargro_pipeline.sources.shopify import bulk, records
+from cleargro_pipeline.sources.shopify import bulk, columns
 from cleargro_pipeline.sources.shopify.client import QueryTooCostly, ShopifyClient, ShopifyError
-from cleargro_pipeline.sources.shopify.documents import BY_TABLE, DOCUMENTS, Document, Nested
+from cleargro_pipeline.sources.shopify.documents import BY_TABLE, Document, Nested
 
 OVERLAP = timedelta(minutes=10)
 BULK_AFTER = timedelta(days=7)  # a longer window is read as a bulk operation
@@ -31,6 +31,7 @@ BULK_AFTER = timedelta(days=7)  # a longer window is read as a bulk operation
 # too much is halved until it fits.
 PAGE_SIZE, NESTED_PAGE_SIZE, REST_PAGE_SIZE, OWNERS_PER_QUERY = 10, 5, 100, 20
 FLAT_PAGE_SIZE = 250  # nodes a page of a document without nested connections (Shopify's max)
+LINES_PER_BLOCK = 5_000  # paged nodes converted at once
 
 Cursor = Callable[[str], Any]  # table -> its incremental cursor's last value (None: never loaded)
 
@@ -81,17 +82,34 @@ class ShopifyProvider:
 
     def _read(self, doc: Document) -> Iterator[tuple[str, pa.Table]]:
         since = _as_datetime(self.cursor(doc.cursor_table))
+        converter = columns.Converter(doc)
         if since is None or self.now() - since > self.bulk_after:
             self.read_as[doc.name] = "bulk"
             query = _updated_since(since) if since else None
-            lines = bulk.run(self.client, doc.bulk(query), name=doc.name,
-                             time_limit_s=self.bulk_time_limit_s)
-            owners: dict[str, dict] = {}
-            yield from assemble(doc, lines, owners)
-            yield from self._owned(doc, owners)
+            for block in bulk.run(self.client, doc.bulk(query), name=doc.name,
+                                  schema=columns.LINES[doc.name],
+                                  time_limit_s=self.bulk_time_limit_s):
+                yield from converter.convert(block)
+            yield from self._owned(doc, converter)
         else:
             self.read_as[doc.name] = "pages"
-            yield from _rows_of_nodes(doc, self._pages(doc, _updated_since(since)))
+            yield from self._paged(doc, converter, _updated_since(since))
+        left = converter.finish()
+        if left:
+            raise bulk.BulkOperationFailed(
+                f"{doc.name}: {left} lines name a parent the result does not hold (cut short?); "
+                "nothing of it was loaded")
+
+    def _paged(self, doc: Document, converter: columns.Converter,
+               query: str) -> Iterator[tuple[str, pa.Table]]:
+        lines: list[dict] = []
+        for node in self._pages(doc, query):
+            lines += columns.flatten(doc, node)
+            if len(lines) >= LINES_PER_BLOCK:
+                yield from converter.convert(columns.lines_table(doc, lines))
+                lines = []
+        if lines:
+            yield from converter.convert(columns.lines_table(doc, lines))
 
     def _pages(self, doc: Document, query: str) -> Iterator[dict]:
         variables: dict[str, Any] = {
@@ -116,24 +134,24 @@ class ShopifyProvider:
                                    "but no cursor")
             variables["after"] = page["endCursor"]
 
-    def _owned(self, doc: Document, owners: dict[str, dict]) -> Iterator[tuple[str, pa.Table]]:
+    def _owned(self, doc: Document, converter: columns.Converter) -> Iterator[tuple[str, pa.Table]]:
         """After a bulk read: the connections inside list elements (an order's refunds' line
         items), which a bulk query cannot hold, read for many owners a query."""
-        batches = records.Batches()
         for nested in (n for n in doc.nested if n.inside):
-            ids = [gid for gid, context in owners.items() if context["kind"] == nested.inside]
+            ids = list(converter.parents.refunds)
             for start in range(0, len(ids), OWNERS_PER_QUERY):
                 found = self._affordable(nested.owners(), {
                     "ids": ids[start:start + OWNERS_PER_QUERY], "first": self.nested_page_size},
                     f"{doc.name} {nested.field}")
+                lines = []
                 for owner in found.get("nodes") or []:
                     if not owner:
                         continue  # deleted since the bulk read: its rows go with it
                     self._complete(doc, nested, owner, owned=True)
-                    for edge in (owner.get(nested.field) or {}).get("edges") or []:
-                        yield from batches.add(*_child_row(edge.get("node") or {},
-                                                           owners[owner["id"]]))
-        yield from batches.flush()
+                    lines += [{**(edge.get("node") or {}), columns.PARENT: owner["id"]}
+                              for edge in (owner.get(nested.field) or {}).get("edges") or []]
+                if lines:
+                    yield from converter.convert(columns.lines_table(doc, lines))
 
     def _affordable(self, document: str, variables: dict[str, Any], name: str) -> dict:
         """Run a page, halving its size (the nested pages first) while Shopify finds it too
@@ -163,93 +181,6 @@ class ShopifyProvider:
                 page = rest.get("pageInfo") or {}
 
 
-def _rows_of_nodes(doc: Document, nodes: Iterable[dict]) -> Iterator[tuple[str, pa.Table]]:
-    """Whole nodes (nested connections inside them) -> chunks per table."""
-    batches = records.Batches()
-    for node in nodes:
-        for table, row in _node_rows(doc, node):
-            yield from batches.add(table, row)
-    yield from batches.flush()
-
-
-def _node_rows(doc: Document, node: dict) -> Iterator[tuple[str, dict]]:
-    if doc.name == "orders":
-        row = records.order(node)
-        yield "orders", row
-        for edge in (node.get("lineItems") or {}).get("edges") or []:
-            yield "order_line_items", records.line_item(edge.get("node") or {}, row["id"],
-                                                        row["updated_at"])
-        for refund in node.get("refunds") or []:
-            for edge in (refund.get("refundLineItems") or {}).get("edges") or []:
-                yield "order_refund_line_items", records.refund_line_item(
-                    edge.get("node") or {}, refund, row["id"], row["updated_at"])
-    elif doc.name == "locations":
-        row = records.location(node)
-        yield "locations", row
-        for edge in (node.get("inventoryLevels") or {}).get("edges") or []:
-            yield "inventory_levels", records.inventory_level(edge.get("node") or {}, row["id"])
-    else:
-        yield doc.tables[0], _FLAT[doc.name](node)
-
-
-_FLAT = {"products": records.product, "variants": records.variant,
-         "inventory_items": records.inventory_item, "customers": records.customer}
-
-
-def assemble(doc: Document, lines: Iterable[dict],
-             owners: dict[str, dict] | None = None) -> Iterator[tuple[str, pa.Table]]:
-    """Bulk JSONL lines -> chunks per table. A child line names its parent by `__parentId`
-    and may come before it: children whose parent has not been read yet wait (only the
-    parents' ids and cursors are kept, never whole records), and any still waiting at the end
-    mean the result is not whole. `owners` collects the list elements (refunds) whose own
-    connections the bulk query could not hold."""
-    batches = records.Batches()
-    parents: dict[str, dict] = {}  # parent GID -> what its children need of it
-    waiting: dict[str, list[dict]] = {}
-    for line in lines:
-        parent = line.get("__parentId")
-        if parent is None:
-            for table, row in _node_rows(doc, line):
-                yield from batches.add(table, row)
-            for gid, context in _parent_context(doc, line):
-                parents[gid] = context
-                if owners is not None and context["kind"] == "refunds":
-                    owners[gid] = context
-                for child in waiting.pop(gid, []):
-                    yield from batches.add(*_child_row(child, context))
-        elif parent in parents:
-            yield from batches.add(*_child_row(line, parents[parent]))
-        else:
-            waiting.setdefault(parent, []).append(line)
-    if waiting:
-        raise bulk.BulkOperationFailed(
-            f"bulk result of {doc.name}: {sum(map(len, waiting.values()))} lines name a parent "
-            "the result does not hold (cut short?); nothing of it was loaded")
-    yield from batches.flush()
-
-
-def _parent_context(doc: Document, line: dict) -> Iterator[tuple[str, dict]]:
-    if doc.name == "orders":
-        order_id, updated = records.gid(line.get("id")), line.get("updatedAt")
-        yield line["id"], {"kind": "order", "order_id": order_id, "updated": updated}
-        for refund in line.get("refunds") or []:
-            if isinstance(refund, dict) and refund.get("id"):
-                yield refund["id"], {"kind": "refunds", "refund": refund, "order_id": order_id,
-                                     "updated": updated}
-    elif doc.name == "locations":
-        yield line["id"], {"kind": "location", "location_id": records.gid(line.get("id"))}
-
-
-def _child_row(line: dict, context: dict) -> tuple[str, dict]:
-    kind = context["kind"]
-    if kind == "order":
-        return "order_line_items", records.line_item(line, context["order_id"], context["updated"])
-    if kind == "refunds":
-        return "order_refund_line_items", records.refund_line_item(
-            line, context["refund"], context["order_id"], context["updated"])
-    return "inventory_levels", records.inventory_level(line, context["location_id"])
-
-
 def _updated_since(since: datetime) -> str:
     bound = (since - OVERLAP).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"updated_at:>='{bound}'"
@@ -266,5 +197,3 @@ def _as_datetime(value: Any) -> datetime | None:
         return _as_datetime(value.to_pydatetime())
     raise ShopifyError(f"cursor value of type {type(value).__name__} is not a time")
 
-
-__all__ = ["ShopifyProvider", "DOCUMENTS", "assemble"]
