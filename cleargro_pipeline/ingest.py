@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import time
@@ -39,9 +40,10 @@ from cleargro_pipeline.controls import scopes
 from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.errors import CleargroError, CredentialsRejected
 from cleargro_pipeline.privacy import request_log
-from cleargro_pipeline.security import keys, secret_store
+from cleargro_pipeline.security import keys
 from cleargro_pipeline.settings import paths
-from cleargro_pipeline.sources import contract, shopify
+from cleargro_pipeline.sources import contract
+from cleargro_pipeline.sources.shopify import credentials
 from cleargro_pipeline.sources.raw import (contract_source, incremental_last_value,
                                            provider_from_mapping)
 from cleargro_pipeline.sources.shopify.client import ShopifyClient
@@ -98,6 +100,7 @@ class LoadReport:
     # What a live source says about the sync (how each document was read, the API version it
     # served): recorded as the raw assets' metadata, never data values.
     notices: dict[str, str] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0  # the loader process's largest resident set, when it finished
 
 
 def _dlt_work_root(tenant: str) -> Path:
@@ -267,6 +270,9 @@ def _load_in_child(name: str, plans: dict[str, Plan],
             except Exception as error:  # noqa: BLE001 - the other systems still load
                 failures.append(LoadFailure(system, _safe_message(error),
                                             _rejected_credentials(error)))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for report in reports:
+        report.peak_rss_mb = round(peak, 1)
     return reports, failures
 
 
@@ -366,10 +372,8 @@ def _plan_providers(plan: Plan, systems: tuple[str, ...]) -> dict[str, tuple[Any
 
 
 def _shopify_provider(plan: ShopifyPlan) -> ShopifyProvider:
-    def token() -> str:
-        return secret_store.get(plan.tenant, shopify.TOKEN_SECRET, purpose="sync shop")
-
-    client = ShopifyClient(plan.shop, token, endpoint=plan.endpoint)
+    # Asked before each request: an expiring token is renewed in time (credentials.py).
+    client = ShopifyClient(plan.shop, credentials.token_source(plan.tenant), endpoint=plan.endpoint)
     return ShopifyProvider(client, lambda table: incremental_last_value(
         contract.table(contract.SHOP, table)), bulk_after=timedelta(days=plan.bulk_after_days))
 

@@ -18,6 +18,19 @@ see `_Model`. References between objects (`variant.product`, `order.customer`, .
 resolve; the cutoff and the 60-day order window hide rows from connections and top-level
 look-ups only.
 
+OAuth (the app's side of Shopify's authorization code, refresh and client credentials
+grants): `GET /admin/oauth/authorize` answers the consent page a merchant sees, whose "Install
+app" link goes back to `redirect_uri` with `code`, `shop` (`fake.shop_domain`), `state`,
+`timestamp` and their `hmac` (hex HMAC-SHA256 under `client_secret`), granting what was asked
+(or `granted_scopes`); `POST /admin/oauth/access_token` (form or JSON) exchanges a code (an
+expiring token with `expiring=1` or when `fake.expiring_tokens`), a refresh token (rotated;
+the previous one stays valid until its replacement is used) or the client credentials (86399 s).
+The GraphQL endpoint accepts the constructor's `token` and every token issued and still valid.
+
+    fake.granted_scopes = {"read_products"}    # the merchant grants less than asked
+    fake.fail_next_token("unauthorized")       # the next token request is answered 401
+    fake.uninstall()                           # every issued token stops working
+
 Bulk JSONL (`_flatten`): every node of a connection is a line of its own; a node of a nested
 connection carries `"__parentId"`: the id of the node of the enclosing connection (which a
 bulk query must select, as Shopify requires). Objects and lists that are not connections stay
@@ -29,6 +42,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import html
 import json
 import random
 import re
@@ -38,6 +54,7 @@ import socket
 import tempfile
 import threading
 import time
+import urllib.parse
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -85,6 +102,16 @@ UNAUTHORIZED = {"errors": "[API] Invalid API key or access token (unrecognized l
 HTTP429 = {"errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume "
                      "uninterrupted service."}
 GRAPHQL_PATH = re.compile(r"^/admin/api/([^/]+)/graphql\.json$")
+AUTHORIZE_PATH = "/admin/oauth/authorize"
+TOKEN_PATH = "/admin/oauth/access_token"
+TOKEN_FAULTS = {"unauthorized", "forbidden", "http500", "invalid_grant"}
+EXPIRING_TTL_S = 3600  # Shopify's expiring offline tokens
+REFRESH_TTL_S = 90 * 86400
+CLIENT_CREDENTIALS_TTL_S = 86399
+CODE_TTL_S = 600
+# What an app of the shop's own organisation is configured with (client credentials grant).
+DEFAULT_APP_SCOPES = frozenset({"read_products", "read_inventory", "read_locations", "read_orders",
+                                "read_customers"})
 BULK_PATH = re.compile(r"^/bulk/([A-Za-z0-9_-]+)\.jsonl$")
 
 NULL = int(np.iinfo(np.int64).min)  # null in an int64 column
@@ -1529,14 +1556,67 @@ def _shop_data(shop: Any) -> _ShopData:
         return data
 
 
+@dataclass
+class _Code:
+    scopes: frozenset[str]
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class _Issued:
+    scopes: frozenset[str]
+    expires_at: float | None  # None: a non-expiring offline token
+    expiring: bool = False
+    revoked: bool = False
+
+    def valid(self, now: float) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass
+class _Refresh:
+    scopes: frozenset[str]
+    expires_at: float
+    previous: str | None = None  # the refresh token this one replaced
+    revoked: bool = False
+
+
+def _reported(scopes: Any) -> str:
+    """The `scope` Shopify answers: a write scope stands for its read scope too."""
+    scopes = set(scopes)
+    return ",".join(sorted(s for s in scopes if not (s.startswith("read_") and "write_" + s[5:] in scopes)))
+
+
+def _oauth_error(code: str, description: str = "") -> dict:
+    return {"error": code, "error_description": description or code.replace("_", " ")}
+
+
 class FakeShopify:
     """Shopify's Admin GraphQL API on 127.0.0.1, serving a `DemoShop`. Starts on construction."""
 
     def __init__(self, shop: Any, *, token: str = "shpat_test", api_version: str = "2026-10",
                  served_version: str | None = None, bucket_max: float = 1000.0, restore_rate: float = 1000.0,
-                 read_all_orders: bool = True, now: datetime | date | None = None, port: int = 0):
+                 read_all_orders: bool = True, now: datetime | date | None = None, port: int = 0,
+                 client_id: str = "fake-client-id", client_secret: str = "fake-client-secret",
+                 granted_scopes: set[str] | frozenset[str] | None = None,
+                 shop_domain: str = "cleargro-demo.myshopify.com"):
         self.shop = shop
         self.token = token
+        # --- OAuth (see the module docstring)
+        self.client_id, self.client_secret = client_id, client_secret
+        self.granted_scopes = granted_scopes  # None: what the authorize request asks for
+        self.shop_domain = shop_domain  # the `shop` of the callbacks it signs
+        self.expiring_tokens = False  # True: every code exchange gets an expiring token
+        self.client_credentials_allowed = True  # False: `shop_not_permitted` (another organisation's app)
+        self.app_scopes = DEFAULT_APP_SCOPES  # what a client credentials token carries
+        self.clock: Callable[[], float] = time.time  # move it forward to expire tokens
+        self.token_requests: list[str] = []  # grant type of every token request, in order
+        self.authorize_requests: list[dict[str, str]] = []  # query of every authorize page
+        self._token_faults: deque[str] = deque()
+        self._codes: dict[str, _Code] = {}
+        self._issued: dict[str, _Issued] = {}
+        self._refresh_tokens: dict[str, _Refresh] = {}
         self.api_version = api_version
         self.served_version = served_version or api_version
         self.bucket_max = float(bucket_max)
@@ -1559,6 +1639,14 @@ class FakeShopify:
         self._validated: OrderedDict[str, tuple] = OrderedDict()
         self._stopping = threading.Event()
         self._tmp: Path | None = None  # made by the first bulk operation, removed by stop()
+        # Benchmarks: Shopify builds a bulk file on its own servers, so a benchmark has the fake
+        # build each file once and serve it again for the same query (and cutoff).
+        self.cache_bulk = False
+        # Tests: the download of a bulk operation whose query holds `stall_query` stops halfway
+        # until the fake stops; `download_stalled` is set once one has.
+        self.stall_query: str | None = None
+        self.download_stalled = threading.Event()
+        self._bulk_files: dict[tuple, _BulkOp] = {}
         self.schema = admin_schema()
         self.data = _shop_data(shop)
         self.model = _Model(self.data, self)
@@ -1672,6 +1760,9 @@ class FakeShopify:
     def _on_post(self, handler: _Handler) -> None:
         path = handler.path.split("?", 1)[0]
         raw = self._read_body(handler)
+        if path == TOKEN_PATH:
+            self._token_endpoint(handler, raw)
+            return
         if not GRAPHQL_PATH.match(path):
             self._send(handler, 404, {"errors": "Not Found"}, api=False)
             return
@@ -1685,7 +1776,7 @@ class FakeShopify:
         if fault == "drop":
             self._drop(handler)
             return
-        if fault == "unauthorized" or handler.headers.get("X-Shopify-Access-Token") != self.token:
+        if fault == "unauthorized" or not self.accepts(handler.headers.get("X-Shopify-Access-Token")):
             self._send(handler, 401, UNAUTHORIZED)
             return
         if fault == "http429":
@@ -1704,6 +1795,9 @@ class FakeShopify:
 
     def _on_get(self, handler: _Handler) -> None:
         path = handler.path.split("?", 1)[0]
+        if path == AUTHORIZE_PATH:
+            self._authorize(handler)
+            return
         match = BULK_PATH.match(path)
         op, size, partial = None, 0, False
         if match:
@@ -1727,17 +1821,173 @@ class FakeShopify:
         handler.send_header("Content-Type", "application/jsonl")
         handler.send_header("Content-Length", str(announced))
         handler.end_headers()
+        stall = self.stall_query is not None and self.stall_query in op.query
         with open(op.path, "rb") as f:
             left = size
             while left > 0:
                 chunk = f.read(min(65536, left))
                 if not chunk:
                     break
+                if stall and left - len(chunk) < size // 2:
+                    # A download that hangs halfway (a test kills the loader meanwhile).
+                    handler.wfile.write(chunk[:max(0, left - size // 2)])
+                    handler.wfile.flush()
+                    self.download_stalled.set()
+                    self._stopping.wait()
+                    return
                 handler.wfile.write(chunk)
                 left -= len(chunk)
         if size < announced:
             handler.wfile.flush()
             self._drop(handler)
+
+    # ---- OAuth
+    def fail_next_token(self, *faults: str) -> None:
+        """Queue faults for the next token requests, one each: unauthorized (401), forbidden
+        (403), http500, invalid_grant (400)."""
+        unknown = set(faults) - TOKEN_FAULTS
+        if unknown:
+            raise ValueError(f"unknown token faults {sorted(unknown)}; known: {sorted(TOKEN_FAULTS)}")
+        with self._lock:
+            self._token_faults.extend(faults)
+
+    def accepts(self, token: str | None) -> bool:
+        """Whether the GraphQL endpoint takes `token` now."""
+        if not token:
+            return False
+        if token == self.token:
+            return True
+        with self._lock:
+            issued = self._issued.get(token)
+            return issued is not None and issued.valid(self.clock())
+
+    def uninstall(self) -> None:
+        """The merchant uninstalled the app: every token it was issued stops working."""
+        with self._lock:
+            for issued in self._issued.values():
+                issued.revoked = True
+            for refresh in self._refresh_tokens.values():
+                refresh.revoked = True
+
+    def issued_tokens(self) -> dict[str, frozenset[str]]:
+        """Access tokens issued and valid now, with their scopes."""
+        now = self.clock()
+        with self._lock:
+            return {t: i.scopes for t, i in self._issued.items() if i.valid(now)}
+
+    def sign(self, params: dict[str, str]) -> str:
+        """The `hmac` Shopify sends with `params` (every other parameter, sorted `k=v&k=v`)."""
+        message = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "hmac")
+        return hmac.new(self.client_secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+    def _html(self, handler: _Handler, status: int, body: str) -> None:
+        data = body.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/html; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _authorize(self, handler: _Handler) -> None:
+        """The consent page: its link is what the merchant's click on "Install app" does."""
+        query = dict(urllib.parse.parse_qsl(handler.path.partition("?")[2], keep_blank_values=True))
+        self.authorize_requests.append(query)
+        redirect = query.get("redirect_uri", "")
+        if query.get("client_id") != self.client_id:
+            self._html(handler, 400, "<!doctype html><title>Error</title><h1>Invalid client_id</h1>")
+            return
+        if urllib.parse.urlsplit(redirect).scheme not in ("http", "https"):
+            self._html(handler, 400, "<!doctype html><title>Error</title><h1>Invalid redirect_uri</h1>")
+            return
+        asked = frozenset(s for s in query.get("scope", "").split(",") if s)
+        granted = asked if self.granted_scopes is None else frozenset(self.granted_scopes)
+        code = "fakecode_" + secrets.token_hex(16)
+        with self._lock:
+            self._codes[code] = _Code(scopes=granted, expires_at=self.clock() + CODE_TTL_S)
+        params = {"code": code, "shop": self.shop_domain, "state": query.get("state", ""),
+                  "timestamp": str(int(self.clock()))}
+        params["hmac"] = self.sign(params)
+        target = f"{redirect}{'&' if '?' in redirect else '?'}{urllib.parse.urlencode(params)}"
+        self._html(handler, 200, (
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Install app</title></head>"
+            f"<body><h1>Install app on {html.escape(self.shop_domain)}</h1>"
+            f"<p id=\"scopes\">{html.escape(', '.join(sorted(granted)))}</p>"
+            f"<a id=\"install\" href=\"{html.escape(target)}\">Install app</a></body></html>"))
+
+    def _token_endpoint(self, handler: _Handler, raw: bytes) -> None:
+        if "json" in (handler.headers.get("Content-Type") or ""):
+            try:
+                params = {k: str(v) for k, v in json.loads(raw or b"{}").items()}
+            except (ValueError, AttributeError):
+                params = {}
+        else:
+            params = dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        grant = params.get("grant_type") or "authorization_code"
+        self.token_requests.append(grant)
+        with self._lock:
+            fault = self._token_faults.popleft() if self._token_faults else None
+        if fault in ("unauthorized", "forbidden"):
+            self._send(handler, 401 if fault == "unauthorized" else 403, UNAUTHORIZED, api=False)
+            return
+        if fault == "http500":
+            self._send(handler, 500, {"errors": "Internal Server Error"}, api=False)
+            return
+        if fault == "invalid_grant":
+            self._send(handler, 400, _oauth_error("invalid_grant"), api=False)
+            return
+        if params.get("client_id") != self.client_id or params.get("client_secret") != self.client_secret:
+            self._send(handler, 401, _oauth_error("invalid_client"), api=False)
+            return
+        now = self.clock()
+        with self._lock:
+            if grant == "authorization_code":
+                code = self._codes.get(params.get("code", ""))
+                if code is None or code.used or code.expires_at <= now:
+                    status, payload = 400, _oauth_error("invalid_request", "The authorization code was "
+                                                        "not found or was already used")
+                else:
+                    code.used = True
+                    expiring = self.expiring_tokens or params.get("expiring") == "1"
+                    status, payload = 200, self._issue(code.scopes, expiring, now)
+            elif grant == "refresh_token":
+                refresh = self._refresh_tokens.get(params.get("refresh_token", ""))
+                if refresh is None or refresh.revoked or refresh.expires_at <= now:
+                    status, payload = 400, _oauth_error("invalid_grant")
+                else:
+                    if refresh.previous is not None:  # its predecessor was kept for this first use
+                        self._refresh_tokens[refresh.previous].revoked = True
+                    status, payload = 200, self._issue(refresh.scopes, True, now,
+                                                       previous=params["refresh_token"])
+            elif grant == "client_credentials":
+                if not self.client_credentials_allowed:
+                    status, payload = 400, _oauth_error("shop_not_permitted")
+                else:
+                    token = "shpat_" + secrets.token_hex(16)
+                    self._issued[token] = _Issued(frozenset(self.app_scopes), now + CLIENT_CREDENTIALS_TTL_S)
+                    status, payload = 200, {"access_token": token, "scope": _reported(self.app_scopes),
+                                            "expires_in": CLIENT_CREDENTIALS_TTL_S}
+            else:
+                status, payload = 400, _oauth_error("unsupported_grant_type")
+        self._send(handler, status, payload, api=False)
+
+    def _issue(self, scopes: frozenset[str], expiring: bool, now: float, *,
+               previous: str | None = None) -> dict:
+        """A new offline token (with the lock held). Only one expiring token of the app is
+        valid at a time: issuing one revokes the others."""
+        token = "shpat_" + secrets.token_hex(16)
+        answer: dict[str, Any] = {"access_token": token, "scope": _reported(scopes)}
+        if not expiring:
+            self._issued[token] = _Issued(scopes, None)
+            return answer
+        for issued in self._issued.values():
+            if issued.expiring:
+                issued.revoked = True
+        self._issued[token] = _Issued(scopes, now + EXPIRING_TTL_S, expiring=True)
+        refresh = "shprt_" + secrets.token_hex(16)
+        self._refresh_tokens[refresh] = _Refresh(scopes, now + REFRESH_TTL_S, previous=previous)
+        answer.update(expires_in=EXPIRING_TTL_S, refresh_token=refresh,
+                      refresh_token_expires_in=REFRESH_TTL_S)
+        return answer
 
     # ---- GraphQL
     def _refill(self) -> None:
@@ -1880,6 +2130,14 @@ class FakeShopify:
         return {"bulkOperation": self._bulk_fields(op), "userErrors": []}
 
     def _bulk_generate(self, op: _BulkOp, doc: _Doc, opdef: OperationDefinitionNode, ctx: _Ctx) -> None:
+        key = (op.query, op.group, self._cutoff_us)
+        built = self._bulk_files.get(key) if self.cache_bulk else None
+        if built is not None:
+            for name in ("path", "object_count", "root_count", "file_size", "partial_size",
+                         "partial_count", "partial_roots", "truncated_size"):
+                setattr(op, name, getattr(built, name))
+            op.done.set()
+            return
         try:
             plan = _FlattenPlan(doc)
             root_subs = [opdef.selection_set]
@@ -1927,6 +2185,8 @@ class FakeShopify:
             if total:
                 line_length = offsets[half + 1] - offsets[half]
                 op.truncated_size = offsets[half] + max(1, line_length // 2)
+            if self.cache_bulk:
+                self._bulk_files[key] = op
         except Exception as exc:
             op.failure = f"{type(exc).__name__}: {exc}"
         finally:

@@ -62,14 +62,22 @@ def test_failed_runs_and_stale_sources_raise_one_alert_each_until_they_clear(acm
     failed = _refresh(["app"], monkeypatch, fault="fail:app")
     assert not failed.success
     outcome = service.run(acme, instance=dagster_instance())
-    assert outcome.resolved == [alert.alert_id]  # the latest run failed for another reason
     failure = _active(outcome)[("pipeline_failed", "tenant_refresh")]
     assert "load_raw" in failure.message and "(IngestError)" in failure.message
     assert "test fault" not in failure.message  # the class only, never the error's text
+    # The refused source stays stopped, and its alert raised, whatever the later runs do.
+    assert outcome.resolved == [] and ("credentials_invalid", "ga4") in _active(outcome)
 
-    assert _refresh(["app"], monkeypatch).success
+    assert _refresh(["app", "ga4"], monkeypatch).success  # ga4 is skipped, not asked again
     outcome = service.run(acme, instance=dagster_instance())
-    assert outcome.active == [] and outcome.resolved == [failure.alert_id]
+    assert outcome.resolved == [failure.alert_id]
+    assert set(_active(outcome)) == {("credentials_invalid", "ga4")}
+
+    # Reconnecting the source (a new configuration) clears it.
+    tenants.configure_source(acme, "ga4", dict(tenants.get(acme).sources["ga4"],
+                                               credentials_rejected_at=None))
+    outcome = service.run(acme, instance=dagster_instance())
+    assert outcome.active == [] and outcome.resolved == [alert.alert_id]
     history = service.listing(acme, include_resolved=True)
     assert sorted(a.status for a in history) == ["resolved", "resolved"]
 

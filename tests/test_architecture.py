@@ -24,6 +24,7 @@ FLOORS = [
     {"reports"},
     {"controls"},
     {"privacy"},
+    {"app"},  # the service: webhooks (privacy, controls) and the Shopify install (sources)
     {"ingest"},
     {"alerts"},
     {"orchestration"},

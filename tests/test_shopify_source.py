@@ -6,7 +6,10 @@ warehouse, first by bulk operations, then by pages."""
 from __future__ import annotations
 
 import base64
+import multiprocessing
 import os
+import signal
+import threading
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +21,7 @@ from click.testing import CliRunner
 
 import pyarrow as pa
 
-from cleargro_pipeline import bootstrap, tenants, warehouse
+from cleargro_pipeline import bootstrap, ingest, tenants, warehouse
 from cleargro_pipeline.alerts import platform
 from cleargro_pipeline.cli import cli
 from cleargro_pipeline.definitions import loaded_defs
@@ -27,7 +30,8 @@ from cleargro_pipeline.orchestration.partitions import dagster_instance, sync_te
 from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.errors import CredentialsRejected
 from cleargro_pipeline.runner import materialize_tenant
-from cleargro_pipeline.security import audit, keys, secret_store
+from cleargro_pipeline.security import audit, keys, secret_store, verify_at_rest
+from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.shopify import bulk, columns
 from cleargro_pipeline.sources.shopify.client import ShopifyClient, ShopifyError
@@ -383,3 +387,48 @@ def test_a_version_shopify_fell_forward_to_is_reported():
         provider = ShopifyProvider(client, lambda table: None)
     assert told == [("2026-10", "2027-01")]
     assert provider.notices["api_version_served"] == "2027-01"
+
+
+def test_a_loader_killed_mid_bulk_leaves_no_plaintext_and_the_next_sync_completes(
+        shop, data_dir, monkeypatch):
+    # dlt writes extracted rows to its working files every 10 items instead of holding them:
+    # the plaintext this test looks for is on disk when the loader is killed.
+    monkeypatch.setenv("DATA_WRITER__BUFFER_MAX_ITEMS", "10")
+    products = pa.concat_tables(shop.iter_table("raw_shop", "products"))
+    canary = products.column("title")[0].as_py()  # extracted before the orders' download hangs
+    bootstrap.init()
+    tenants.add("acme")
+    with FakeShopify(shop, token=TOKEN) as fake:
+        _cli("tenants", "configure", "acme", "--endpoint", f"shop={fake.url}")
+        _cli("connect", "shopify", "--tenant", "acme", "--shop", SHOP, "--access-token-stdin",
+             input=TOKEN + "\n")
+        plan = {"shop": ingest.ShopifyPlan(tenant="acme", shop=SHOP, endpoint=fake.url)}
+        fake.stall_query = "orders"
+        outcome: list[BaseException] = []
+        loading = threading.Thread(target=lambda: _catch(outcome, ingest.load, "acme", plan, ("shop",)))
+        loading.start()
+        assert fake.download_stalled.wait(120), "the orders' download reached its halfway point"
+        (loader,) = [p for p in multiprocessing.active_children() if p.name == "cleargro-load-acme"]
+        work = paths().tenant_work("acme")
+        held = verify_at_rest.scan([work], [canary])
+        os.kill(loader.pid, signal.SIGKILL)
+        loading.join(60)
+        assert isinstance(outcome[0], ingest.IngestError) and "SIGKILL" in str(outcome[0])
+        assert verify_at_rest.scan(verify_at_rest.default_roots(data_dir), [canary]) == []
+        assert held, "the scan can see it: dlt's working files held it while the loader ran"
+        fake.stall_query = None
+        (report,) = ingest.load("acme", plan, ("shop",))
+    expected = {name: sum(t.num_rows for t in shop.iter_table("raw_shop", name))
+                for name in ("products", "orders", "order_line_items")}
+    with warehouse.open_warehouse("acme", purpose="test", read_only=True) as conn:
+        for table, rows in expected.items():
+            stored, distinct = conn.execute(
+                f"select count(*), count(distinct id) from {warehouse.ALIAS}.raw_shop.{table}").fetchone()
+            assert stored == distinct == rows, table
+
+
+def _catch(outcome: list, call, *args) -> None:
+    try:
+        call(*args)
+    except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+        outcome.append(error)

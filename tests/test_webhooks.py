@@ -7,7 +7,6 @@ import http.client
 import json
 import logging
 import os
-import threading
 import types
 import uuid
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from cleargro_pipeline import tenants
+from cleargro_pipeline.app.service import AppServer
 from cleargro_pipeline.privacy import request_log, webhooks
 from cleargro_pipeline.privacy.request_log import (
     CUSTOMERS_DATA_REQUEST,
@@ -44,18 +44,15 @@ def payload(topic: str, shop: str = SHOP) -> dict[str, Any]:
 
 
 class Endpoint:
-    """A webhook server serving in a thread, and a client speaking raw HTTP to it."""
+    """The app service (`cleargro serve`) serving in a thread, and a client speaking raw HTTP
+    to it."""
 
-    def __init__(self, secret_provider: Any = webhooks.platform_secret):
+    def __init__(self) -> None:
         self.port = free_port()
-        self.server = webhooks.make_server("127.0.0.1", self.port, secret_provider=secret_provider)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.server = AppServer("127.0.0.1", self.port).start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.server.stop()
 
     def request(self, method: str, path: str, body: bytes = b"",
                 headers: dict[str, str] | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
@@ -354,7 +351,7 @@ def test_secret_is_read_once_per_server_and_required(endpoint: Endpoint, data_di
         ("webhook_verify", "shopify_app_secret")]
     secret_store.delete("platform", "shopify_app_secret")
     with pytest.raises(secret_store.SecretMissing):
-        webhooks.make_server("127.0.0.1", free_port())
+        AppServer("127.0.0.1", free_port())
     audit.verify()
 
 

@@ -42,10 +42,11 @@ def run(tenant: str, *, instance: dg.DagsterInstance | None = None, now: datetim
     channels = routing.channels(tenant)
     found, evaluated = [], []
     if instance is not None:
-        detected = (platform.rejected_credentials(tenant) + platform.stale_sources(instance, tenant, now)
-                    + platform.failed_runs(instance, tenant) + platform.api_version_drift(instance, tenant)
+        detected = (platform.stale_sources(instance, tenant, now) + platform.failed_runs(instance, tenant)
+                    + platform.rejected_credentials(tenant) + platform.api_version_drift(instance, tenant)
                     + platform.overdue_deletion(tenant, now))
-        # One alert per type and entity: a stopped source and the run it failed agree.
+        # One alert per type and entity: the failed run (its link) speaks for a stopped source
+        # while it is the latest run; the stopped source keeps the alert raised after it.
         found += list({(d.alert_type, d.entity_id): d for d in reversed(detected)}.values())
         evaluated += PLATFORM_TYPES
     with warehouse.open_warehouse(tenant, purpose="alerts", lock_timeout=lock_timeout) as conn:

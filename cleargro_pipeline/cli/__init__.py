@@ -32,6 +32,7 @@ COMMANDS = {
     "retention": "cleargro_pipeline.cli.sources.retention_",
     "run": "cleargro_pipeline.cli.run.run",
     "secrets": "cleargro_pipeline.cli.secrets.secrets_group",
+    "serve": "cleargro_pipeline.cli.serve.serve",
     "shopper": "cleargro_pipeline.cli.shoppers.shopper_group",
     "sql": "cleargro_pipeline.cli.sql.sql",
     "tenants": "cleargro_pipeline.cli.tenants.tenants_group",

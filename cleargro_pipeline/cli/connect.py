@@ -2,8 +2,8 @@
 
 Credentials arrive on stdin only (never argv, which other users of the machine can read), are
 checked against the source before anything is stored, and are sealed in the tenant's secret
-store; the source's configuration then names its kind, so `cleargro run` and the daily
-schedule sync it.
+store (`sources/shopify/credentials.py`); the source's configuration then names its kind, so
+`cleargro run` and the daily schedule sync it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import click
 
 from cleargro_pipeline import tenants
 from cleargro_pipeline.privacy import request_log
-from cleargro_pipeline.security import secret_store
 from cleargro_pipeline.sources import shopify
+from cleargro_pipeline.sources.shopify import credentials, endpoints, oauth
 from cleargro_pipeline.sources.shopify.client import ShopifyClient
 
 # The smallest read that proves the token works and may read the catalogue.
@@ -33,21 +33,38 @@ def connect_group() -> None:
 @click.option("--access-token-stdin", is_flag=True,
               help="Read an existing Admin API access token (an admin-created custom app's) "
                    "from stdin.")
-def connect_shopify(tenant: str, shop: str, access_token_stdin: bool) -> None:
-    """Connect a Shopify shop with an Admin API access token read from stdin."""
-    if not access_token_stdin:
-        raise click.UsageError("say how the shop is connected: --access-token-stdin")
+@click.option("--client-credentials", is_flag=True,
+              help="Read the client id, then the client secret (two lines) of an app of the "
+                   "shop's own organisation from stdin; tokens are requested with them (about "
+                   "24 h each) and requested again before they expire.")
+def connect_shopify(tenant: str, shop: str, access_token_stdin: bool,
+                    client_credentials: bool) -> None:
+    """Connect a Shopify shop with credentials read from stdin (merchants installing the
+    Cleargro app connect through `cleargro serve` instead)."""
+    if access_token_stdin == client_credentials:
+        raise click.UsageError("say how the shop is connected: --access-token-stdin or "
+                               "--client-credentials")
     shop = request_log.normalise_shop_domain(shop)
-    config = tenants.get(tenant).sources.get("shop", {})
-    token = sys.stdin.readline().strip()
-    if not token:
-        raise click.UsageError("no access token on stdin")
-    client = ShopifyClient(shop, lambda: token, endpoint=config.get("endpoint"))
-    client.query(CHECK, name="connection check")  # refused credentials raise here, nothing stored
-    secret_store.put(tenant, shopify.TOKEN_SECRET, token)
-    tenants.configure_source(tenant, "shop", {
-        **{k: v for k, v in config.items() if k == "endpoint"},
-        "kind": "shopify", "shop_domain": shop, "auth": "access_token",
-        "api_version": shopify.API_VERSION})
-    click.echo(f"shop {shop} connected to '{tenant}' (Admin API {shopify.API_VERSION}); "
+    endpoint = (tenants.get(tenant).sources.get("shop") or {}).get("endpoint")
+    if access_token_stdin:
+        value = sys.stdin.readline().strip()
+        if not value:
+            raise click.UsageError("no access token on stdin")
+        token, auth, client = oauth.ShopToken(value, frozenset(), None), "access_token", {}
+    else:
+        client_id, client_secret = sys.stdin.readline().strip(), sys.stdin.readline().strip()
+        if not client_id or not client_secret:
+            raise click.UsageError("expected two lines on stdin: the client id, then the "
+                                   "client secret")
+        # Refused credentials raise here (naming the shop and Shopify's code), nothing stored.
+        token = oauth.client_credentials(endpoints.api_base(shop, endpoint), client_id,
+                                         client_secret)
+        auth, client = "client_credentials", {"client_id": client_id,
+                                              "client_secret": client_secret}
+    check = ShopifyClient(shop, lambda: token.access_token, endpoint=endpoint)
+    check.query(CHECK, name="connection check")  # refused credentials raise here, nothing stored
+    credentials.store(tenant, shop, token, auth, **client)
+    expiry = (f"; the token is renewed before it expires ({token.expires_at:%Y-%m-%d %H:%M} UTC)"
+              if token.expires_at else "")
+    click.echo(f"shop {shop} connected to '{tenant}' (Admin API {shopify.API_VERSION}){expiry}; "
                f"`cleargro run --tenant {tenant}` syncs it, and so does the daily schedule")

@@ -1,26 +1,25 @@
-"""`cleargro webhooks serve`: the receiver of Shopify's mandatory privacy webhooks."""
+"""`cleargro webhooks serve`: the app service under its former name (`cleargro serve`)."""
 
 from __future__ import annotations
 
-import logging
+import os
 
 import click
 
-from cleargro_pipeline.privacy import webhooks
+from cleargro_pipeline.cli import serve as serve_command
 
 
 @click.group(name="webhooks")
 def webhooks_group() -> None:
-    """Shopify's mandatory privacy webhooks."""
+    """Shopify's webhooks (the app service: `cleargro serve`)."""
 
 
 @webhooks_group.command(name="serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default=serve_command.service.DEFAULT_HOST, show_default=True,
               help="Bind address (put a TLS reverse proxy in front).")
-@click.option("--port", default=8787, show_default=True, type=int)
-def webhooks_serve(host: str, port: int) -> None:
-    """Receive customers/data_request, customers/redact and shop/redact (Ctrl-C to stop).
-    The app secret: `cleargro secrets set platform shopify_app_secret`; a tenant's shop:
-    `cleargro tenants configure T --shop-domain NAME.myshopify.com`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    webhooks.serve(host, port)
+@click.option("--port", default=serve_command.service.DEFAULT_PORT, show_default=True, type=int)
+@click.pass_context
+def webhooks_serve(ctx: click.Context, host: str, port: int) -> None:
+    """The same service as `cleargro serve` (Ctrl-C to stop); the public URL for installs
+    comes from CLEARGRO_PUBLIC_URL."""
+    ctx.invoke(serve_command.serve, host=host, port=port, public_url=os.environ.get("CLEARGRO_PUBLIC_URL"))
