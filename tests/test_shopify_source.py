@@ -6,6 +6,7 @@ warehouse, first by bulk operations, then by pages."""
 from __future__ import annotations
 
 import base64
+import json
 import multiprocessing
 import os
 import signal
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cleargro_pipeline import bootstrap, ingest, tenants, warehouse
 from cleargro_pipeline.alerts import platform
@@ -193,6 +195,30 @@ def test_the_first_sync_ran_bulk_operations_and_selected_no_shopper_identity(liv
     for document in documents:
         for personal in ("email", "phone", "firstName", "lastName", "clientIp", "Address"):
             assert personal not in document
+
+
+def test_tenants_show_says_where_the_shops_order_history_starts(live, shop):
+    orders = pa.concat_tables(shop.iter_table("raw_shop", "orders"))
+    first = pc.min(orders.column("created_at")).as_py().date().isoformat()
+    shown = json.loads(_cli("tenants", "show", "live"))
+    assert shown["sources"]["shop"]["orders_history_from"] == first
+
+
+def test_without_read_all_orders_the_sync_records_the_60_days_it_could_read(shop, data_dir):
+    now = DAY_BEFORE_END + timedelta(days=1)
+    tenants.add("acme")
+    with FakeShopify(shop, token=TOKEN, read_all_orders=False, now=now) as fake:
+        _cli("tenants", "configure", "acme", "--endpoint", f"shop={fake.url}")
+        _cli("connect", "shopify", "--tenant", "acme", "--shop", SHOP, "--access-token-stdin",
+             input=TOKEN + "\n")
+        plan = {"shop": ingest.ShopifyPlan(tenant="acme", shop=SHOP, endpoint=fake.url)}
+        (report,) = ingest.load("acme", plan, ("shop",))
+    first = date.fromisoformat(report.notices["orders_history_from"])
+    assert now.date() - timedelta(days=61) <= first <= now.date() - timedelta(days=59)
+    orders = pa.concat_tables(shop.iter_table("raw_shop", "orders"))
+    recent = pc.sum(pc.greater_equal(orders.column("created_at"),
+                                     pa.scalar(now - timedelta(days=60), orders.column("created_at").type))).as_py()
+    assert report.rows["orders"] == recent < orders.num_rows
 
 
 def test_the_token_is_sealed_and_never_on_disk_in_plaintext(live):

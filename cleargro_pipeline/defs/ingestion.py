@@ -59,6 +59,7 @@ def load_raw(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult
         return
     reports, failures = ingest.load_each(tenant, plans, tuple(plans))
     for report in reports:
+        _record_history(tenant, report)
         yield from _materializations(context, report)
     for failure in failures:
         if failure.credentials_rejected:  # retrying cannot help: wait for a reconnection
@@ -68,6 +69,15 @@ def load_raw(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult
         kind = CredentialsRejected if first.credentials_rejected else ingest.IngestError
         raise kind(f"tenant '{tenant}': load of {', '.join(f.system for f in failures)} failed: "
                    f"{first.system}: {first.message}")
+
+
+def _record_history(tenant: str, report: ingest.LoadReport) -> None:
+    """The first day a source's first sync could read (Shopify: 60 days of orders without
+    read_all_orders), kept with the source so `cleargro tenants show` says where history starts."""
+    first = report.notices.get("orders_history_from")
+    config = tenants.get(tenant).sources.get(report.system, {})
+    if first and config.get("orders_history_from") != first:
+        tenants.configure_source(tenant, report.system, {**config, "orders_history_from": first})
 
 
 def _materializations(context: dg.AssetExecutionContext,

@@ -13,10 +13,11 @@ incremental) keep a re-read row from loading twice.
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cleargro_pipeline.sources.contract import RawTable
 from cleargro_pipeline.sources.shopify import bulk, columns
@@ -51,6 +52,9 @@ class ShopifyProvider:
         self._queues: dict[str, deque[pa.Table]] = {}
         self._streams: dict[str, Iterator[tuple[str, pa.Table]]] = {}
         self.read_as: dict[str, str] = {}  # document -> "bulk" or "pages"
+        # The first day of orders a first sync could read: Shopify returns only the last 60
+        # days of orders to an app without the read_all_orders scope.
+        self.orders_from: date | None = None
 
     @property
     def notices(self) -> dict[str, str]:
@@ -58,6 +62,7 @@ class ShopifyProvider:
         served = self.client.served_version
         return {**{f"read_{doc}": how for doc, how in sorted(self.read_as.items())},
                 **({"api_version_served": served} if served else {}),
+                **({"orders_history_from": self.orders_from.isoformat()} if self.orders_from else {}),
                 "api_version": self.client.api_version}
 
     def __call__(self, raw: RawTable) -> Iterable[pa.Table]:
@@ -90,7 +95,10 @@ class ShopifyProvider:
             for block in bulk.run(self.client, doc.bulk(query), name=doc.name,
                                   schema=columns.LINES[doc.name],
                                   time_limit_s=self.bulk_time_limit_s):
-                yield from converter.convert(block)
+                for table, chunk in converter.convert(block):
+                    if table == "orders" and since is None:
+                        self._first_order(chunk)
+                    yield table, chunk
             yield from self._owned(doc, converter)
         else:
             self.read_as[doc.name] = "pages"
@@ -100,6 +108,11 @@ class ShopifyProvider:
             raise bulk.BulkOperationFailed(
                 f"{doc.name}: {left} lines name a parent the result does not hold (cut short?); "
                 "nothing of it was loaded")
+
+    def _first_order(self, orders: pa.Table) -> None:
+        first = pc.min(orders["created_at"]).as_py()
+        if first is not None and (self.orders_from is None or first.date() < self.orders_from):
+            self.orders_from = first.date()
 
     def _paged(self, doc: Document, converter: columns.Converter,
                query: str) -> Iterator[tuple[str, pa.Table]]:
