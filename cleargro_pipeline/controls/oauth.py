@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from cleargro_pipeline.errors import CleargroError
-from cleargro_pipeline.security.tls import tls_context
+from cleargro_pipeline.security.tls import connection_failure, tls_context
 
 GOOGLE_REVOKE_ENDPOINT = "https://oauth2.googleapis.com/revoke"
 TIMEOUT_S = 15
@@ -79,16 +78,9 @@ def revoke(token: str, *, endpoint: str = GOOGLE_REVOKE_ENDPOINT, ca_file: str |
         raise RevokeFailed(f"revocation at {host} failed: HTTP {status}"
                            + (f" ({code})" if code else "")) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
-        raise RevokeFailed(f"revocation at {host} failed: {_cause(error)}") from None
+        raise RevokeFailed(f"revocation at {host} failed: {connection_failure(error)}") from None
     if 200 <= status < 300:  # RFC 7009: 200; a 204 from a looser provider means the same
         return REVOKED
     raise RevokeFailed(f"revocation at {host} failed: HTTP {status}")
 
 
-def _cause(error: BaseException) -> str:
-    # The class and an SSL reason only: free text may quote the URL or a reply.
-    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
-        return _cause(error.reason)
-    if isinstance(error, ssl.SSLError) and error.reason:
-        return f"{type(error).__name__} {error.reason}"
-    return type(error).__name__

@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import re
-import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from cleargro_pipeline.errors import CleargroError, CredentialsRejected
-from cleargro_pipeline.security.tls import tls_context
+from cleargro_pipeline.security.tls import connection_failure, tls_context
 from cleargro_pipeline.sources.shopify.endpoints import loopback_endpoint
 
 TOKEN_PATH = "/admin/oauth/access_token"
@@ -145,7 +144,8 @@ def _request(base: str, form: dict[str, str], what: str, *, ca_file: str | None)
         status, body = error.code, error.read(MAX_ANSWER_BYTES) or b""
         error.close()
     except (urllib.error.URLError, OSError, ValueError) as error:
-        raise TokenExchangeFailed(f"{what} for {shop} failed: {_cause(error)}") from None
+        raise TokenExchangeFailed(
+            f"{what} for {shop} failed: {connection_failure(error)}") from None
     if status != 200:
         code = _error_code(body)
         detail = f"HTTP {status}" + (f" ({code})" if code else "")
@@ -195,15 +195,6 @@ def _error_code(body: bytes) -> str | None:
         if isinstance(code, str) and _ERROR_CODE.match(code):
             return code
     return None
-
-
-def _cause(error: BaseException) -> str:
-    # The class and an SSL reason only: free text may quote the URL.
-    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
-        return _cause(error.reason)
-    if isinstance(error, ssl.SSLError) and error.reason:
-        return f"{type(error).__name__} {error.reason}"
-    return type(error).__name__
 
 
 # --- scopes ----------------------------------------------------------------------------------
