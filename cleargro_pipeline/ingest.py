@@ -100,7 +100,9 @@ class LoadReport:
     # What a live source says about the sync (how each document was read, the API version it
     # served): recorded as the raw assets' metadata, never data values.
     notices: dict[str, str] = field(default_factory=dict)
-    peak_rss_mb: float = 0.0  # the loader process's largest resident set, when it finished
+    # The loader's peak resident memory above what it started with: a forked child counts the
+    # parent's pages it shares as resident too, so its own use is the growth.
+    memory_growth_mb: float = 0.0
 
 
 def _dlt_work_root(tenant: str) -> Path:
@@ -184,6 +186,15 @@ def _unpack(tenant: str, exitcode: int | None,
                       "were removed")
 
 
+def _resident_mb() -> float:
+    """This process's resident set now (Linux), in MB."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _die_with_parent() -> None:
     # Linux: if the supervising process dies, the loader dies too (and frees the lock).
     try:
@@ -198,7 +209,11 @@ def _child_main(tenant: str, plans: dict[str, Plan], work_dir: str, sender: Any)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
+        started_rss = _resident_mb()
         reports, failures = _load_in_child(tenant, plans, Path(work_dir))
+        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - started_rss
+        for report in reports:
+            report.memory_growth_mb = round(max(growth, 0.0), 1)
         sender.send(("ok", reports, failures))
     except BaseException as error:  # noqa: BLE001 - every failure must reach the parent, sanitised
         sender.send(("error", _safe_message(error), _rejected_credentials(error)))
@@ -270,9 +285,6 @@ def _load_in_child(name: str, plans: dict[str, Plan],
             except Exception as error:  # noqa: BLE001 - the other systems still load
                 failures.append(LoadFailure(system, _safe_message(error),
                                             _rejected_credentials(error)))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for report in reports:
-        report.peak_rss_mb = round(peak, 1)
     return reports, failures
 
 

@@ -36,7 +36,7 @@ class ShopifySync:
     rows: int
     seconds: float
     tables: dict[str, int]
-    loader_peak_rss_mb: float  # the largest loader process (the fake's own process excluded)
+    loader_memory_mb: float  # the loader's peak memory above what it was forked with
 
     @property
     def rows_per_s(self) -> float:
@@ -58,7 +58,7 @@ def full_sync(size: str, end_date: date) -> ShopifySync:
     finally:
         stop.set()
         server.join(30)
-    return ShopifySync(sum(report.rows.values()), seconds, dict(report.rows), report.peak_rss_mb)
+    return ShopifySync(sum(report.rows.values()), seconds, dict(report.rows), report.memory_growth_mb)
 
 
 def _sync(tenant: str, url: str) -> ingest.LoadReport:

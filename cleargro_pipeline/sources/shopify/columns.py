@@ -13,7 +13,7 @@ tuple per parent, never the parent's record. A child whose parent has not arrive
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -300,14 +300,3 @@ def _contract(table: str, values: dict[str, Any]) -> pa.Table:
         else:
             arrays.append(values_.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def convert_all(doc: Document, tables: Iterable[pa.Table]) -> Iterator[tuple[str, pa.Table]]:
-    """Every block of lines of one read, then the check that no child is left waiting."""
-    converter = Converter(doc)
-    for lines in tables:
-        yield from converter.convert(lines)
-    left = converter.finish()
-    if left:
-        raise ShapeError(f"{doc.name}: {left} lines name a parent the result does not hold "
-                         "(cut short?); nothing of it was loaded")

@@ -29,8 +29,7 @@ BULK_AFTER = timedelta(days=7)  # a longer window is read as a bulk operation
 # Shopify prices a query before running it (about 1 point per object, each connection at its
 # `first`) and refuses one above 1000 points. A page holds 10 orders with their first 5 line
 # items and refunds (and 50 refunds a query after a bulk read); a longer list is read on by
-# itself, 100 at a time. A page that still costs
-# too much is halved until it fits.
+# itself, 100 at a time. A page that still costs too much is halved until it fits.
 PAGE_SIZE, NESTED_PAGE_SIZE, REST_PAGE_SIZE, OWNERS_PER_QUERY = 10, 5, 100, 50
 FLAT_PAGE_SIZE = 250  # nodes a page of a document without nested connections (Shopify's max)
 LINES_PER_BLOCK = 5_000  # paged nodes converted at once
