@@ -79,7 +79,7 @@ def flatten(doc: Document, node: dict) -> Iterator[dict]:
     parent = {k: v for k, v in node.items()
               if k not in {n.field for n in doc.nested if not n.inside}}
     for nested in doc.nested:
-        owners = node.get(nested.inside) or [] if nested.inside else [node]
+        owners = (node.get(nested.inside) or []) if nested.inside else [node]
         for owner in owners:
             for edge in (owner.get(nested.field) or {}).get("edges") or []:
                 yield {**(edge.get("node") or {}), PARENT: owner.get("id")}

@@ -180,7 +180,7 @@ class ShopifyProvider:
 
     def _complete(self, doc: Document, nested: Nested, node: dict, owned: bool = False) -> None:
         """Read the rest of a nested connection that did not fit in the first page."""
-        owners = node.get(nested.inside) or [] if nested.inside and not owned else [node]
+        owners = (node.get(nested.inside) or []) if nested.inside and not owned else [node]
         for owner in owners:
             connection = owner.get(nested.field) or {}
             edges = connection.setdefault("edges", [])
