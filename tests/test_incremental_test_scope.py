@@ -17,7 +17,7 @@ from test_cli import cleargro
 from cleargro_pipeline import warehouse
 from cleargro_pipeline.warehouse import dbt as tenant_dbt
 
-NOT_NULL = "not_null_fct_orders_currency"
+NOT_NULL = "not_null_columns_fct_orders_order_date__currency"
 RELATIONSHIP = "relationships_fct_order_lines_order_id__order_id__ref_fct_orders_"
 PLANTED = (NOT_NULL, RELATIONSHIP)
 NEW_ORDER, NEW_LINE = 990_000_000_001, 990_000_000_011
@@ -39,8 +39,24 @@ def test_every_incremental_model_records_its_window_and_its_generic_tests_use_it
         assert "record_test_window(" in nodes[uid]["config"]["pre-hook"][-1]["sql"], uid
     tests = [node for node in nodes.values()
              if node["resource_type"] == "test" and node.get("attached_node") in incremental]
-    assert len(tests) > 40
+    keyed = {t["attached_node"] for t in tests if t["test_metadata"]["name"] == "primary_key"}
+    assert keyed == incremental
     assert [t["name"] for t in tests if t["config"].get("where") != "__changed_rows__"] == []
+
+
+def test_primary_key_fails_on_a_duplicate_and_on_a_null_key_one_row_each(demo, tmp_path):
+    with warehouse.open_warehouse(demo, purpose="test") as conn:
+        first, second, third = (row[0] for row in conn.execute(
+            "select product_id from marts.dim_products order by product_id limit 3").fetchall())
+        conn.execute("update marts.dim_products set product_id = ? where product_id = ?",
+                     [first, second])
+        conn.execute("update marts.dim_products set product_id = null where product_id = ?",
+                     [third])
+    try:
+        assert _dbt(demo, tmp_path, "test", "--select", "primary_key_dim_products_product_id") \
+            == {"primary_key_dim_products_product_id": ("fail", 2)}
+    finally:  # a table model: rebuilding it undoes the defects for the other tests
+        assert tenant_dbt.run(demo, ["run", "--select", "dim_products"], purpose="test").ok
 
 
 def test_tests_read_every_row_after_a_full_build_and_the_run_rows_after_an_incremental_one(

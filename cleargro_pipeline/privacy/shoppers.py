@@ -408,8 +408,8 @@ def _deletes_rows(schema: str, table: str, columns: list[str],
 
 def _row_identifying_columns() -> dict[tuple[str, str], set[str]]:
     """(schema, table) -> columns that identify its rows: the contract's primary keys for raw
-    tables; for dbt models and snapshots, their `unique_key` and columns tested unique or
-    not_null (a not-null pseudonym cannot be unlinked)."""
+    tables; for dbt models and snapshots, their `unique_key` and the columns their tests
+    require to be present or unique (a not-null pseudonym cannot be unlinked)."""
     keyed: dict[tuple[str, str], set[str]] = {}
     for raw in contract.TABLES:
         keyed[(raw.dataset, raw.name)] = {column_name(c) for c in raw.primary_key}
@@ -426,12 +426,21 @@ def _row_identifying_columns() -> dict[tuple[str, str], set[str]]:
             keyed.setdefault(relation, set()).update(
                 k for k in unique_key or () if isinstance(k, str))
     for node in nodes.values():
-        test = node.get("test_metadata") or {}
-        column = (test.get("kwargs") or {}).get("column_name") or node.get("column_name")
-        if node.get("resource_type") == "test" and test.get("name") in ("unique", "not_null") \
-                and column and node.get("attached_node") in relation_of:
-            keyed.setdefault(relation_of[node["attached_node"]], set()).add(column)
+        if node.get("resource_type") == "test" and node.get("attached_node") in relation_of:
+            keyed.setdefault(relation_of[node["attached_node"]], set()).update(_required(node))
     return keyed
+
+
+def _required(test: dict[str, Any]) -> list[str]:
+    """The columns a data test requires to be non-null (or unique): the project's
+    primary_key and not_null_columns tests (dbt_project/tests/generic/), dbt's own unique and
+    not_null."""
+    metadata = test.get("test_metadata") or {}
+    kwargs = metadata.get("kwargs") or {}
+    if metadata.get("name") in ("primary_key", "not_null_columns"):
+        return [c for c in kwargs.get("columns") or () if isinstance(c, str)]
+    column = kwargs.get("column_name") or test.get("column_name")
+    return [column] if metadata.get("name") in ("unique", "not_null") and column else []
 
 
 def rebuild_selection() -> list[str]:
