@@ -1,7 +1,7 @@
 """What the app service knows for its lifetime, read once when it is made (each secret-store
-read is an audit entry): the secret Shopify signs webhooks with, the platform's Shopify app
-(absent: the OAuth routes answer 503), the public URL Shopify sends merchants back to, and the
-pending installs."""
+read is an audit entry): the secret Shopify signs webhooks with, the platform's Shopify app and
+Google OAuth client (each absent: its routes answer 503), the public URL Shopify and Google send
+merchants back to, and the flows in progress."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import ipaddress
 import urllib.parse
 from dataclasses import dataclass, field
 
-from cleargro_pipeline.app.installs import PendingInstalls
+from cleargro_pipeline.app.installs import PendingInstalls, UsedLinks
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.privacy import webhooks as privacy_webhooks
 from cleargro_pipeline.security import secret_store
+from cleargro_pipeline.sources import google_oauth
 from cleargro_pipeline.sources.shopify import credentials
 from cleargro_pipeline.sources.shopify.credentials import ShopifyApp
 
@@ -29,6 +30,9 @@ class AppConfig:
     shopify_app: ShopifyApp | None
     public_url: str | None  # https://host[:port], no path: where Shopify sends merchants back
     installs: PendingInstalls = field(default_factory=PendingInstalls)
+    google_client: google_oauth.GoogleClient | None = None
+    consents: PendingInstalls = field(default_factory=PendingInstalls)  # Google consents
+    used_links: UsedLinks = field(default_factory=UsedLinks)
     max_body: int = privacy_webhooks.MAX_BODY_BYTES
 
 
@@ -70,4 +74,7 @@ def load(url: str | None = None) -> AppConfig:
                 f"`cleargro secrets set platform {privacy_webhooks.SECRET_NAME}` is enough") from None
     if not secret:
         raise privacy_webhooks.WebhookConfigError("the Shopify app's secret is empty")
-    return AppConfig(webhook_secret=secret.encode(), shopify_app=app, public_url=base)
+    google = (google_oauth.platform_client(purpose="app_service")
+              if google_oauth.platform_client_configured() else None)
+    return AppConfig(webhook_secret=secret.encode(), shopify_app=app, public_url=base,
+                     google_client=google)

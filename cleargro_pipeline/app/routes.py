@@ -1,5 +1,5 @@
-"""Every route of the service, in one list: a route module (`webhooks`, `shopify`; a Google
-OAuth callback next) exports its own `routes`, and joins the service by being listed here."""
+"""Every route of the service, in one list: a route module (`webhooks`, `shopify`, `google`)
+exports its own `routes`, and joins the service by being listed here."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cleargro_pipeline.app import shopify, webhooks
+from cleargro_pipeline.app import google, shopify, webhooks
 
 
 async def healthz(request: Request) -> Response:
@@ -18,4 +18,5 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     *webhooks.routes,
     *shopify.routes,
+    *google.routes,
 ]

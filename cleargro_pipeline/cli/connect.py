@@ -2,19 +2,25 @@
 
 Credentials arrive on stdin only (never argv, which other users of the machine can read), are
 checked against the source before anything is stored, and are sealed in the tenant's secret
-store (`sources/shopify/credentials.py`); the source's configuration then names its kind, so
-`cleargro run` and the daily schedule sync it.
+store (`sources/shopify/credentials.py`, `sources/google_oauth.py`); the source's configuration
+then names its kind, so `cleargro run` and the daily schedule sync it. A Google source is
+usually connected by the merchant's own consent: the command prints a signed one-time link to
+the app service (`app/google.py`).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
 
 from cleargro_pipeline import tenants
+from cleargro_pipeline.app import config as app_config
+from cleargro_pipeline.app import google as app_google
 from cleargro_pipeline.privacy import request_log
-from cleargro_pipeline.sources import shopify
+from cleargro_pipeline.security import audit, signed_links
+from cleargro_pipeline.sources import google_oauth, shopify
 from cleargro_pipeline.sources.shopify import credentials, endpoints, oauth
 from cleargro_pipeline.sources.shopify.client import ShopifyClient
 
@@ -24,7 +30,7 @@ CHECK = "query Check { products(first: 1) { edges { node { id } } } }"
 
 @click.group(name="connect")
 def connect_group() -> None:
-    """Connect a live source (Shopify) to a tenant."""
+    """Connect a live source (Shopify, GA4, Google Ads) to a tenant."""
 
 
 @connect_group.command(name="shopify")
@@ -68,3 +74,70 @@ def connect_shopify(tenant: str, shop: str, access_token_stdin: bool,
               if token.expires_at else "")
     click.echo(f"shop {shop} connected to '{tenant}' (Admin API {shopify.API_VERSION}){expiry}; "
                f"`cleargro run --tenant {tenant}` syncs it, and so does the daily schedule")
+
+
+# --- Google (GA4, Google Ads) -------------------------------------------------------------------
+
+_TEN_DIGITS = re.compile(r"^\d{10}$")
+
+
+@connect_group.command(name="google")
+@click.option("--tenant", required=True)
+@click.option("--source", required=True, type=click.Choice(google_oauth.SOURCES))
+@click.option("--property", "property_id", metavar="ID",
+              help="GA4: the property's numeric id (Admin > Property details).")
+@click.option("--customer", metavar="1234567890", help="Google Ads: the account's customer id "
+              "(ten digits, no dashes).")
+@click.option("--login-customer", metavar="1234567890", help="Google Ads: the manager account "
+              "the access goes through, if any (ten digits).")
+@click.option("--refresh-token-stdin", is_flag=True,
+              help="Connect with an existing refresh token read from stdin (migrations, tests) "
+                   "instead of printing a consent link.")
+@click.option("--public-url", envvar="CLEARGRO_PUBLIC_URL", metavar="URL",
+              help="The https base URL of `cleargro serve` the link points at. "
+                   "Env: CLEARGRO_PUBLIC_URL.")
+def connect_google(tenant: str, source: str, property_id: str | None, customer: str | None,
+                   login_customer: str | None, refresh_token_stdin: bool,
+                   public_url: str | None) -> None:
+    """Connect a tenant's GA4 property or Google Ads account: print a one-time consent link for
+    the merchant (15 minutes; opened on `cleargro serve`), or read a refresh token from stdin."""
+    tenants.require(tenant)
+    settings = _google_settings(source, property_id, customer, login_customer)
+    client = google_oauth.platform_client(purpose="connect")
+    if refresh_token_stdin:
+        value = sys.stdin.readline().strip()
+        if not value:
+            raise click.UsageError("no refresh token on stdin")
+        # A refused token raises here (Google's error code named), nothing stored.
+        grant = google_oauth.check_refresh_token(client, source,
+                                                 google_oauth.endpoints(tenant, source), value)
+        google_oauth.store(tenant, source, grant, settings)
+        click.echo(f"{source} connected to '{tenant}'; `cleargro run --tenant {tenant}` syncs it, "
+                   "and so does the daily schedule")
+        return
+    base = app_config.public_url(public_url)
+    if base is None:
+        raise click.UsageError("say where `cleargro serve` is reached: --public-url URL "
+                               "(or CLEARGRO_PUBLIC_URL)")
+    link = signed_links.sign({"purpose": "google_consent", "tenant": tenant, "source": source,
+                              "settings": settings})
+    audit.append("google_consent_link_issued", tenant=tenant, source=source)
+    click.echo(f"Send this link to the merchant (valid for {signed_links.TTL_S // 60} minutes, "
+               f"once):\n{app_google.connect_url(base, link)}")
+
+
+def _google_settings(source: str, property_id: str | None, customer: str | None,
+                     login_customer: str | None) -> dict[str, str]:
+    if source == "ga4":
+        if customer or login_customer:
+            raise click.UsageError("--customer and --login-customer are Google Ads settings")
+        if not property_id or not property_id.isdigit() or len(property_id) > 20:
+            raise click.BadParameter("the GA4 property's numeric id, e.g. 123456789",
+                                     param_hint="--property")
+        return {"property": property_id}
+    if property_id:
+        raise click.UsageError("--property is a GA4 setting")
+    for value, hint in ((customer, "--customer"), (login_customer, "--login-customer")):
+        if (value or hint == "--customer") and not _TEN_DIGITS.match(value or ""):
+            raise click.BadParameter("ten digits without dashes, e.g. 1234567890", param_hint=hint)
+    return {"customer": customer, **({"login_customer": login_customer} if login_customer else {})}

@@ -13,6 +13,7 @@ from cleargro_pipeline.controls import deletion, retention, scopes
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.settings import paths
+from cleargro_pipeline.sources import google_oauth
 from cleargro_pipeline.sources.shopify.endpoints import loopback_endpoint
 
 
@@ -87,7 +88,8 @@ def tenants_show(name: str) -> None:
 @click.option("--retention-months", metavar="N|all", help="Keep N months of raw history (all: everything).")
 @click.option("--endpoint", "endpoints", multiple=True, metavar="SOURCE=URL",
               help="Send a source's API requests to this loopback base URL instead (tests, "
-                   "staging), e.g. shop=http://127.0.0.1:8080; SOURCE= removes it.")
+                   "staging): shop=http://127.0.0.1:8080, or google_oauth=URL for Google's "
+                   "authorize, token and revoke endpoints; SOURCE= removes it.")
 def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...],
                       webhooks: tuple[str, ...], emails: tuple[str, ...], min_severity: str | None,
                       digest: bool | None, removed: tuple[str, ...], shop_domain: str | None,
@@ -142,17 +144,26 @@ def _configure_shop_domain(name: str, domain: str) -> None:
     click.echo(f"shop domain = {domain}")
 
 
+# --endpoint NAME=URL: the sources whose requests it redirects, and the setting it is stored in.
+ENDPOINTS = {"shop": (("shop",), "endpoint"),
+             "google_oauth": (google_oauth.SOURCES, google_oauth.ENDPOINT_SETTING)}
+
+
 def _configure_endpoint(name: str, item: str) -> None:
-    source, sep, url = item.partition("=")
-    if not sep or source != "shop":
-        raise click.BadParameter(f"expected shop=URL, got {item!r}", param_hint="--endpoint")
-    config = dict(tenants.get(name).sources.get(source, {}))
-    if url:
-        config["endpoint"] = loopback_endpoint(url)
-    else:
-        config.pop("endpoint", None)
-    tenants.configure_source(name, source, config)
-    click.echo(f"{source} endpoint = {config.get('endpoint', 'the provider (default)')}")
+    target, sep, url = item.partition("=")
+    if not sep or target not in ENDPOINTS:
+        raise click.BadParameter(f"expected {'|'.join(ENDPOINTS)}=URL, got {item!r}",
+                                 param_hint="--endpoint")
+    sources, setting = ENDPOINTS[target]
+    value = loopback_endpoint(url) if url else None
+    for source in sources:
+        config = dict(tenants.get(name).sources.get(source, {}))
+        if value:
+            config[setting] = value
+        else:
+            config.pop(setting, None)
+        tenants.configure_source(name, source, config)
+    click.echo(f"{target} endpoint = {value or 'the provider (default)'}")
 
 
 def _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed) -> None:  # type: ignore[no-untyped-def]

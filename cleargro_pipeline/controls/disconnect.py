@@ -16,6 +16,7 @@ from cleargro_pipeline import tenants, warehouse
 from cleargro_pipeline.controls import oauth, retention
 from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.security import audit, secret_store
+from cleargro_pipeline.sources import google_oauth
 
 DISCONNECTABLE = ("shop", "ga4", "google_ads")
 OAUTH_SOURCES = ("ga4", "google_ads")
@@ -108,6 +109,9 @@ def disconnect(tenant: str, source: str, *, delete_data: bool = False,
     # 2. Credentials.
     names = credentials(tenant, source)
     if source in OAUTH_SOURCES:
+        # Google's, or the loopback fake a test configured for the source.
+        revoke_endpoint = revoke_endpoint or google_oauth.Endpoints.at(
+            (config.sources.get(source) or {}).get(google_oauth.ENDPOINT_SETTING)).revoke
         revoke = provider_revoker(endpoint=revoke_endpoint, ca_file=ca_file)
         for name in _revocable(names):
             try:
