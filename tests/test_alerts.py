@@ -141,3 +141,21 @@ def test_business_detections_of_the_latest_day_become_alerts_once(demo_env):
     again = service.run(demo_env)
     assert again.raised == [] and again.resolved == []
     assert {a.alert_id for a in again.active} == {a.alert_id for a in first.active}
+
+
+def test_a_sync_ended_by_a_spent_quota_raises_source_quota_until_a_sync_finishes(acme):
+    from cleargro_pipeline.alerts import platform
+
+    instance = dagster_instance()
+    marker = platform.sync_marker("ga4")
+
+    def sync(**notices: str) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=marker, partition=TENANT, metadata={"rows_loaded": 10, **notices}))
+
+    sync(quota_exhausted="tokensPerProjectPerDay")
+    alert = _active(service.run(acme, instance=instance))[("source_quota", "ga4")]
+    assert alert.severity == "warning" and "tokensPerProjectPerDay" in alert.message
+    sync()  # the next day's sync finished
+    outcome = service.run(acme, instance=instance)
+    assert ("source_quota", "ga4") not in _active(outcome) and outcome.resolved == [alert.alert_id]

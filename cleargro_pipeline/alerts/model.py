@@ -14,7 +14,7 @@ BUSINESS_TYPES = (
     "ad_spend_spike_without_revenue", "roas_drop", "bestseller_stockout",
 )
 PLATFORM_TYPES = ("data_stale", "pipeline_failed", "credentials_invalid", "deletion_overdue",
-                  "source_api_version")
+                  "source_api_version", "source_quota")
 
 
 def severity_rank(severity: str) -> int:

@@ -1,4 +1,5 @@
-"""Platform alerts, read from the Dagster instance: stale sources, failed runs, API versions.
+"""Platform alerts, read from the Dagster instance: stale sources, failed runs, API versions,
+spent quotas.
 
 They name the source, job, step and error class, never a customer value: Dagster's error
 messages may quote data, so only the class is taken from them.
@@ -21,6 +22,9 @@ STALE_AFTER = timedelta(hours=36)
 CRITICAL_STALE_AFTER = timedelta(hours=72)
 WATCHED_JOBS = ("tenant_refresh", "weekly_reports", "monthly_reports")
 CREDENTIALS_ERROR = "CredentialsRejected"
+# A load notice (materialization metadata of the sync) a source sets when its provider's daily
+# quota ended the sync early; its value names the quota.
+QUOTA_NOTICE = "quota_exhausted"
 
 
 def dagster_url() -> str:
@@ -94,6 +98,29 @@ def api_version_drift(instance: dg.DagsterInstance, tenant: str) -> list[Detecti
             message=f"{system} answered with API version {served.value} instead of the pinned "
                     f"{pinned.value} (the provider fell forward): the sync went ahead; move "
                     "the connector's pinned version."))
+    return found
+
+
+def quota_exhausted(instance: dg.DagsterInstance, tenant: str) -> list[Detection]:
+    """`source_quota` while a source's latest sync stopped early because the provider's daily
+    quota was spent (GA4 tokens per day, Google Ads operations per day): what was read before
+    is loaded, the rest waits for the next day's sync (the cursor did not move past it)."""
+    found = []
+    for system in tenants.synced_sources(tenants.get(tenant)):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=sync_marker(system), asset_partitions=[tenant]),
+            limit=1).records
+        metadata = records[0].asset_materialization.metadata if records else {}
+        quota = metadata.get(QUOTA_NOTICE)
+        if quota is None:
+            continue
+        synced = datetime.fromtimestamp(records[0].timestamp, timezone.utc).date()
+        found.append(Detection(
+            alert_type="source_quota", severity="warning", entity_type="source",
+            entity_id=system, metric="quota", observed=None, expected=None,
+            episode_start=synced, detected_on=synced,
+            message=f"{system} stopped syncing on {synced}: the provider's daily quota is spent "
+                    f"({quota.value}). What was read is loaded; the next sync goes on from there."))
     return found
 
 

@@ -44,7 +44,7 @@ def run(tenant: str, *, instance: dg.DagsterInstance | None = None, now: datetim
     if instance is not None:
         detected = (platform.stale_sources(instance, tenant, now) + platform.failed_runs(instance, tenant)
                     + platform.rejected_credentials(tenant) + platform.api_version_drift(instance, tenant)
-                    + platform.overdue_deletion(tenant, now))
+                    + platform.quota_exhausted(instance, tenant) + platform.overdue_deletion(tenant, now))
         # One alert per type and entity: the failed run (its link) speaks for a stopped source
         # while it is the latest run; the stopped source keeps the alert raised after it.
         found += list({(d.alert_type, d.entity_id): d for d in reversed(detected)}.values())

@@ -7,14 +7,16 @@ import json
 
 import click
 
-from cleargro_pipeline import bootstrap, tenants
+from cleargro_pipeline import bootstrap, tenants, warehouse
 from cleargro_pipeline.alerts import routing
 from cleargro_pipeline.controls import deletion, retention, scopes
+from cleargro_pipeline.errors import CleargroError
 from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import google_oauth
 from cleargro_pipeline.sources.shopify.endpoints import loopback_endpoint
+from cleargro_pipeline.warehouse import queries
 
 
 @click.group(name="tenants")
@@ -60,8 +62,15 @@ def tenants_list() -> None:
 @click.argument("name")
 def tenants_show(name: str) -> None:
     tenant = tenants.get(name)
-    click.echo(json.dumps({**tenant.__dict__, "warehouse": str(paths().warehouse(name)),
-                           "data_scope": scopes.describe(tenant)}, indent=2))
+    shown = {**tenant.__dict__, "warehouse": str(paths().warehouse(name)),
+             "data_scope": scopes.describe(tenant)}
+    if "google_ads" in tenants.synced_sources(tenant) and warehouse.exists(name):
+        # Read from the warehouse (an audited read): spend is the merchant's, never in tenant.json.
+        try:
+            shown["google_ads_product_match"] = queries.ads_product_match(name, lock_timeout=5)
+        except CleargroError as busy:
+            shown["google_ads_product_match"] = f"unavailable: {busy}"
+    click.echo(json.dumps(shown, indent=2, default=str))
 
 
 @tenants_group.command(name="configure")

@@ -8,8 +8,11 @@
     )
 }}
 
--- Google Ads Shopping / Performance Max product performance per day, matched to the
--- Shopify variant through the feed's offer id.
+-- Google Ads Shopping / Performance Max product performance per day, matched to a Shopify
+-- variant: first by the offer id Shopify's Google channel builds
+-- (shopify_<country>_<product_id>_<variant_id>, parsed in staging, any case), then by SKU
+-- (case-insensitive, SKUs that name one variant only). Unmatched rows keep their spend with
+-- null ids: the insights use matched rows, and `cleargro tenants show` reports the share.
 with
 
 products as (
@@ -21,29 +24,49 @@ variants as (
     select * from {{ ref('dim_variants') }}
 ),
 
+unique_skus as (
+    select lower(sku) as sku_key, any_value(variant_id) as variant_id
+    from variants
+    where sku is not null and sku <> ''
+    group by lower(sku)
+    having count(*) = 1
+),
+
+matched as (
+    select
+        products.*,
+        coalesce(by_offer.variant_id, by_sku.variant_id) as matched_variant_id
+    from products
+    left join variants as by_offer
+        on products.variant_id = by_offer.variant_id
+    left join unique_skus as by_sku
+        on by_offer.variant_id is null
+        and lower(products.product_item_id) = by_sku.sku_key
+),
+
 final as (
     select
-        products.date_day,
-        products.campaign_id,
-        products.product_item_id,
-        products.product_id,
-        products.variant_id,
+        matched.date_day,
+        matched.campaign_id,
+        matched.product_item_id,
+        variants.product_id,
+        variants.variant_id,
         variants.variant_id is not null as is_matched_variant,
         variants.display_name,
         variants.sku,
         (select shop_currency from {{ ref('int_shop__shop_currency') }}) as currency,
-        products.cost,
-        products.impressions,
-        products.clicks,
-        products.conversions,
-        products.conversions_value,
-        products.clicks / nullif(products.impressions, 0) as click_through_rate,
-        products.cost / nullif(products.clicks, 0) as cost_per_click,
-        products.conversions_value / nullif(products.cost, 0) as return_on_ad_spend,
-        products._dlt_load_id as _source_load_id
-    from products
+        matched.cost,
+        matched.impressions,
+        matched.clicks,
+        matched.conversions,
+        matched.conversions_value,
+        matched.clicks / nullif(matched.impressions, 0) as click_through_rate,
+        matched.cost / nullif(matched.clicks, 0) as cost_per_click,
+        matched.conversions_value / nullif(matched.cost, 0) as return_on_ad_spend,
+        matched._dlt_load_id as _source_load_id
+    from matched
     left join variants
-        on products.variant_id = variants.variant_id
+        on matched.matched_variant_id = variants.variant_id
 )
 
 select * from final
