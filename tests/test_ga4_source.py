@@ -17,6 +17,7 @@ from cleargro_pipeline.sources.ga4.client import (Ga4Client, IncompatibleReport,
                                                   InvalidReportRequest, QuotaExhausted)
 from cleargro_pipeline.sources.ga4.endpoints import (EndpointRefused, PropertyIdInvalid, api_base,
                                                      valid_property_id)
+from cleargro_pipeline.sources.ga4.reports import ITEMS, ReportShapeError, page_table
 from cleargro_pipeline.sources.ga4.source import Ga4Provider
 
 from fake_ga4 import FakeGa4
@@ -217,3 +218,28 @@ def test_today_is_taken_in_the_propertys_zone(fake: FakeGa4):
     fake.time_zone = "Asia/Tokyo"  # already the 28th there
     provider = _provider(fake)
     assert provider.property_today() == END + timedelta(days=1)
+
+
+def _page(rows: list[tuple[str, ...]]) -> dict:
+    """A runReport page of the items report (values as GA writes them: strings)."""
+    return {"dimensionHeaders": [{"name": n} for n in ITEMS.dimensions],
+            "metricHeaders": [{"name": n} for n in ITEMS.metrics],
+            "rows": [{"dimensionValues": [{"value": v} for v in row[:3]],
+                      "metricValues": [{"value": v} for v in row[3:]]} for row in rows]}
+
+
+def test_a_page_becomes_the_contract_table():
+    table, undated = page_table(ITEMS, _page([
+        ("20261120", "SKU-1", "Old name", "10", "2", "1", "9.5"),
+        ("20261120", "SKU-1", "New name", "4.0", "1", "0", "0"),  # renamed during the day
+        ("20261121", "SKU-2", "Other", "3", "0", "0", "0"),
+        ("(other)", "(other)", "(other)", "7", "1", "1", "2.25")]))  # GA's data-loss row
+    assert table.schema == ITEMS.raw.schema and undated == 1
+    assert table.sort_by("date").to_pylist() == [
+        {"date": date(2026, 11, 20), "itemId": "SKU-1", "itemName": "Old name", "itemsViewed": 14,
+         "itemsAddedToCart": 3, "itemsPurchased": 1, "itemRevenue": 9.5},
+        {"date": date(2026, 11, 21), "itemId": "SKU-2", "itemName": "Other", "itemsViewed": 3,
+         "itemsAddedToCart": 0, "itemsPurchased": 0, "itemRevenue": 0.0}]
+    with pytest.raises(ReportShapeError, match="itemsViewed"):  # a fraction is not rounded away
+        page_table(ITEMS, _page([("20261120", "SKU-1", "A", "1.5", "0", "0", "0")]))
+    assert page_table(ITEMS, {"rowCount": 0})[0].num_rows == 0

@@ -84,7 +84,11 @@ def _cast(strings: pa.Array | None, field: pa.Field) -> pa.Array:
         try:
             return pc.cast(strings, field.type)
         except pa.ArrowInvalid:  # "12.0": through a float, refusing a real fraction
+            pass
+        try:
             return pc.cast(pc.cast(strings, pa.float64()), field.type)
+        except pa.ArrowInvalid:
+            raise ReportShapeError(f"a GA4 answer's {field.name} is not whole numbers") from None
     return pc.cast(strings, field.type)
 
 
