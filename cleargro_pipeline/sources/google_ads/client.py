@@ -1,0 +1,205 @@
+"""One Google Ads account through the `google-ads` library at the pinned API version.
+
+The library's `GoogleAdsClient` is built with its constructor from google-auth credentials:
+`load_from_dict` would refresh the token at construction (a network call, against a token URL
+config cannot change). The developer token is optional (Google stopped requiring it on
+2026-09-09; the Cloud project's access level is what counts now).
+
+Where the queries go: Google's endpoint over TLS; another `*.googleapis.com` host over TLS; or,
+for tests and staging only, a loopback `127.0.0.1:PORT` over plaintext gRPC. The library always
+builds a TLS channel, so for loopback the service is built here the way `get_service` builds
+it (the library's transport, its metadata, logging and exception interceptors) on a channel
+with gRPC's *local* credentials: plaintext, but gRPC itself refuses a non-local peer, and
+google-auth's own metadata plugin still sends the bearer token as it does over TLS. Plaintext to
+any other host is refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import google.auth.credentials
+import google.auth.exceptions
+import google.auth.transport.requests
+import grpc
+from google.ads.googleads import client as ads_client
+from google.ads.googleads.client import GoogleAdsClient
+from google.ads.googleads.interceptors import (ExceptionInterceptor, LoggingInterceptor,
+                                               MetadataInterceptor)
+from google.ads.googleads.v26.services.services.google_ads_service import GoogleAdsServiceClient
+from google.ads.googleads.v26.services.services.google_ads_service.transports.grpc import (
+    GoogleAdsServiceGrpcTransport)
+
+from cleargro_pipeline.errors import CleargroError
+from cleargro_pipeline.sources.google_ads import API_VERSION, errors
+
+GOOGLE_ENDPOINT = "googleads.googleapis.com"
+GOOGLE_DOMAIN = ".googleapis.com"
+CUSTOMER_ID = re.compile(r"^\d{10}$")
+DASHED_CUSTOMER_ID = re.compile(r"^\d{3}-\d{3}-\d{4}$")
+# SearchStream has no default deadline in the library: one date chunk of one report must
+# finish within this (a DeadlineExceeded is retried like any transient failure).
+STREAM_TIMEOUT_S = 1800.0
+
+
+class InvalidCustomerId(CleargroError, ValueError):
+    """A customer id that is not ten digits."""
+
+
+class EndpointRefused(CleargroError, ValueError):
+    """An endpoint the Ads client may not send a merchant's token to."""
+
+
+def customer_id(value: Any, what: str = "customer id") -> str:
+    """A Google Ads customer id as the API takes it: ten digits, no dashes."""
+    text = str(value if value is not None else "").strip()
+    if CUSTOMER_ID.match(text):
+        return text
+    if DASHED_CUSTOMER_ID.match(text):
+        raise InvalidCustomerId(f"Google Ads {what} '{text}' has dashes: give the ten digits "
+                                f"alone ({text.replace('-', '')})")
+    raise InvalidCustomerId(f"Google Ads {what} must be ten digits (as in 1234567890)")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str  # host:port as gRPC dials it
+    plaintext: bool
+
+
+def endpoint(value: str | None) -> Endpoint:
+    """Where queries go: None is Google's endpoint; `127.0.0.1:PORT` (or `http://` to a loopback
+    address) is plaintext gRPC; `https://HOST[:PORT]` or `HOST[:PORT]` on googleapis.com is TLS."""
+    if not value:
+        return Endpoint(GOOGLE_ENDPOINT, plaintext=False)
+    scheme, _, rest = value.rpartition("://")
+    if scheme not in ("", "http", "https") or not rest or "/" in rest.rstrip("/"):
+        raise EndpointRefused("Google Ads endpoint refused: give HOST:PORT (127.0.0.1:PORT for "
+                              "a local test server)")
+    address = rest.rstrip("/")
+    host = _host(address)
+    if _loopback(host):
+        return Endpoint(address, plaintext=scheme != "https")
+    if scheme == "http":
+        raise EndpointRefused(f"Google Ads endpoint '{host}' refused: plaintext gRPC is allowed "
+                              "to a loopback address only (127.0.0.1:PORT); every other "
+                              "endpoint uses TLS")
+    if not host.endswith(GOOGLE_DOMAIN):
+        raise EndpointRefused(f"Google Ads endpoint '{host}' refused: only Google's API hosts "
+                              f"(*{GOOGLE_DOMAIN}) or a loopback test server may receive the token")
+    return Endpoint(address, plaintext=False)
+
+
+def _host(address: str) -> str:
+    if address.startswith("["):  # [::1]:PORT
+        return address[1:].split("]", 1)[0]
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AccessTokenCredentials(google.auth.credentials.Credentials):
+    """google-auth credentials whose access token comes from a callable that renews it itself
+    (`sources.google_oauth.token_source(tenant, "google_ads")`, which also turns
+    `invalid_grant` into CredentialsRejected): asked before every request."""
+
+    def __init__(self, token: Callable[[], str]):
+        super().__init__()
+        self._token = token
+
+    def refresh(self, request: Any) -> None:
+        self.token = self._token()
+
+    def before_request(self, request: Any, method: Any, url: Any, headers: dict) -> None:
+        self.refresh(request)
+        self.apply(headers)
+
+
+class AdsClient:
+    """Queries of one customer (through a manager account when `login_customer_id` is given)."""
+
+    def __init__(self, credentials: google.auth.credentials.Credentials, customer: str, *,
+                 login_customer_id: str | None = None, developer_token: str | None = None,
+                 endpoint_address: str | None = None, stream_timeout_s: float = STREAM_TIMEOUT_S):
+        self.customer_id = customer_id(customer)
+        self.login_customer_id = (customer_id(login_customer_id, "login customer id")
+                                  if login_customer_id else None)
+        self.endpoint = endpoint(endpoint_address)
+        self.credentials = credentials
+        self.stream_timeout_s = stream_timeout_s
+        self.library = GoogleAdsClient(
+            credentials=credentials, developer_token=developer_token or None,
+            endpoint=self.endpoint.address, login_customer_id=self.login_customer_id,
+            version=API_VERSION, use_proto_plus=False)  # plain protobuf: read fast, column by column
+        self._service: GoogleAdsServiceClient | None = None
+
+    @property
+    def api_version(self) -> str:
+        return API_VERSION
+
+    @property
+    def service(self) -> GoogleAdsServiceClient:
+        if self._service is None:  # the channel is opened on the first query, not before
+            self._service = (_plaintext_service(self.library) if self.endpoint.plaintext
+                             else self.library.get_service("GoogleAdsService"))
+        return self._service
+
+    def search_stream(self, query: str) -> Iterator[Any]:
+        """The response batches (`SearchGoogleAdsStreamResponse`, plain protobuf) of a GAQL
+        query; a failure raises `errors.Transient` (retry the whole query) or a mapped error."""
+        self._authorize()
+        try:
+            yield from self.service.search_stream(customer_id=self.customer_id, query=query,
+                                                  timeout=self.stream_timeout_s)
+        except Exception as error:  # noqa: BLE001 - classified, then raised
+            mapped = errors.classify(error, self.customer_id)
+            if mapped is error:
+                raise
+            raise mapped from None
+
+    def _authorize(self) -> None:
+        """Renew the access token before the call, outside gRPC: a refusal raised inside the
+        channel's auth plugin would come back as a retryable UNAVAILABLE."""
+        try:
+            self.credentials.before_request(google.auth.transport.requests.Request(), "POST",
+                                            f"https://{GOOGLE_ENDPOINT}/", {})
+        except google.auth.exceptions.RefreshError as error:
+            if getattr(error, "retryable", False):
+                raise errors.Transient("token refresh") from None
+            raise errors.GoogleAdsCredentialsRejected(
+                f"Google Ads customer {self.customer_id}: Google refused the refresh token; the "
+                "merchant must connect Google Ads again", "invalid_grant") from None
+        except google.auth.exceptions.TransportError:
+            raise errors.Transient("token endpoint unreachable") from None
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.transport.close()
+            self._service = None
+
+
+def _plaintext_service(library: GoogleAdsClient) -> GoogleAdsServiceClient:
+    """GoogleAdsService on a loopback endpoint: `GoogleAdsClient.get_service` without its TLS
+    channel (same transport class, channel options and interceptors, in the same order)."""
+    channel = GoogleAdsServiceGrpcTransport.create_channel(
+        host=library.endpoint, credentials=library.credentials,
+        options=ads_client._GRPC_CHANNEL_OPTIONS,
+        ssl_credentials=grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP))
+    channel = grpc.intercept_channel(
+        channel,
+        MetadataInterceptor(library.developer_token, library.login_customer_id,
+                            library.linked_customer_id),
+        LoggingInterceptor(ads_client._logger, library.version, library.endpoint),
+        ExceptionInterceptor(library.version, use_proto_plus=library.use_proto_plus))
+    transport = GoogleAdsServiceGrpcTransport(channel=channel, client_info=ads_client._CLIENT_INFO)
+    return GoogleAdsServiceClient(transport=transport)
