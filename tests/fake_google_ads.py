@@ -147,6 +147,11 @@ class FakeGoogleAds:
                 self._tables[table] = whole
             return self._tables[table]
 
+    def serve(self, table: str, rows: pa.Table) -> None:
+        """Serve `rows` as `table` instead of the demo's (a case the demo does not hold)."""
+        with self._lock:
+            self._tables[table] = rows
+
     # --- the RPC ---
     def _search_stream(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         metadata = dict(context.invocation_metadata())

@@ -51,8 +51,8 @@ class Sleeps(list):
 def client_for(fake: FakeGoogleAds, **kwargs: Any) -> AdsClient:
     credentials = kwargs.pop("credentials", None) or google.oauth2.credentials.Credentials(
         token=fake.token)
-    return AdsClient(credentials, kwargs.pop("customer", fake.customer_id),
-                     endpoint_address=fake.endpoint, **kwargs)
+    kwargs.setdefault("endpoint_address", fake.endpoint)
+    return AdsClient(credentials, kwargs.pop("customer", fake.customer_id), **kwargs)
 
 
 def provider_for(fake: FakeGoogleAds, cursor: Any = None, client: AdsClient | None = None,
@@ -108,12 +108,21 @@ def test_a_first_sync_reads_what_the_demo_holds(fake, shop, raw):
 def test_the_first_sync_backfills_two_years_in_chunks(fake, shop):
     provider = provider_for(fake, chunk_days=100)
     got = read(provider, CAMPAIGNS)
-    whole = demo_rows(shop, CAMPAIGNS, date(2000, 1, 1), END)
-    assert_same_rows(got, whole, CAMPAIGNS)
+    assert_same_rows(got, demo_rows(shop, CAMPAIGNS, date(2000, 1, 1), END), CAMPAIGNS)
     assert pc.min(got["segments.date"]).as_py() == END - timedelta(days=729)
     assert len(fake.calls) == 8  # 730 days, 100 a stream
-    assert got["metrics.search_impression_share"].null_count == \
-        whole["metrics.search_impression_share"].null_count  # unset fields come back null
+
+
+def test_fields_google_leaves_unset_are_null(fake, shop):
+    name = "metrics.search_impression_share"
+    campaigns = demo_rows(shop, CAMPAIGNS, END - timedelta(days=9), END)
+    search = pc.equal(campaigns["campaign.advertising_channel_type"], "SEARCH")
+    campaigns = campaigns.set_column(campaigns.column_names.index(name), name, pc.if_else(
+        search, campaigns[name], pa.scalar(None, pa.float64())))
+    fake.serve("campaign_daily", campaigns)
+    got = read(provider_for(fake, history_days=10), CAMPAIGNS)
+    assert 0 < got[name].null_count < got.num_rows
+    assert_same_rows(got, campaigns, CAMPAIGNS)
 
 
 def test_a_later_sync_rereads_the_trailing_window(fake, shop):
@@ -322,6 +331,13 @@ def test_construction_makes_no_network_call():
         token_uri="http://127.0.0.1:9/token")
     client = AdsClient(credentials, "1234567890", endpoint_address="127.0.0.1:9")
     assert client.library.version == "v26" and client._service is None
+
+
+def test_an_https_endpoint_talks_tls_even_on_loopback(fake):
+    client = client_for(fake, endpoint_address=f"https://{fake.endpoint}")
+    with pytest.raises(GoogleAdsUnavailable, match="ServiceUnavailable"):
+        read(provider_for(fake, history_days=2, max_attempts=1, client=client), CAMPAIGNS)
+    assert fake.calls == []  # the TLS handshake failed against the plaintext fake: nothing sent
 
 
 @pytest.mark.parametrize("value, address, plaintext", [

@@ -17,6 +17,7 @@ any other host is refused.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -190,16 +191,21 @@ class AdsClient:
 
 def _plaintext_service(library: GoogleAdsClient) -> GoogleAdsServiceClient:
     """GoogleAdsService on a loopback endpoint: `GoogleAdsClient.get_service` without its TLS
-    channel (same transport class, channel options and interceptors, in the same order)."""
+    channel (same transport class, channel options and interceptors, in the same order; the
+    options, logger and client info are the library's module-level ones, read defensively
+    because they are private)."""
     channel = GoogleAdsServiceGrpcTransport.create_channel(
         host=library.endpoint, credentials=library.credentials,
-        options=ads_client._GRPC_CHANNEL_OPTIONS,
+        options=getattr(ads_client, "_GRPC_CHANNEL_OPTIONS", None),
         ssl_credentials=grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP))
     channel = grpc.intercept_channel(
         channel,
         MetadataInterceptor(library.developer_token, library.login_customer_id,
                             library.linked_customer_id),
-        LoggingInterceptor(ads_client._logger, library.version, library.endpoint),
+        LoggingInterceptor(getattr(ads_client, "_logger", logging.getLogger(ads_client.__name__)),
+                           library.version, library.endpoint),
         ExceptionInterceptor(library.version, use_proto_plus=library.use_proto_plus))
-    transport = GoogleAdsServiceGrpcTransport(channel=channel, client_info=ads_client._CLIENT_INFO)
+    client_info = getattr(ads_client, "_CLIENT_INFO", None)
+    transport = GoogleAdsServiceGrpcTransport(
+        channel=channel, **({"client_info": client_info} if client_info is not None else {}))
     return GoogleAdsServiceClient(transport=transport)

@@ -22,7 +22,6 @@ customer id, error codes, fields and the request id; never a token or a data val
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import grpc
 from google.ads.googleads.errors import GoogleAdsException
@@ -70,11 +69,12 @@ class GoogleAdsUnavailable(GoogleAdsError):
     """Still failing transiently after every retry the bound allows."""
 
 
-@dataclass
 class Transient(Exception):
     """A failure worth retrying (the whole query) after `retry_delay` seconds, if Google said."""
-    reason: str
-    retry_delay: float | None = None
+
+    def __init__(self, reason: str, retry_delay: float | None = None):
+        super().__init__(reason)
+        self.reason, self.retry_delay = reason, retry_delay
 
 
 def classify(error: BaseException, customer_id: str) -> BaseException:
@@ -82,7 +82,7 @@ def classify(error: BaseException, customer_id: str) -> BaseException:
     failure = failure_of(error)
     if failure is not None and failure.errors:
         return _from_failure(failure, customer_id, _status(error))
-    if isinstance(error, core.ResourceExhausted) or isinstance(error, TRANSIENT_STATUSES):
+    if isinstance(error, (core.ResourceExhausted, *TRANSIENT_STATUSES)):
         return Transient(type(error).__name__)
     if isinstance(error, (core.Unauthenticated, core.PermissionDenied)):
         name = type(error).__name__
