@@ -1,7 +1,8 @@
 """The live Google Ads source: `GoogleAdsService.search_stream` at one pinned API version, into
 `raw_google_ads.*`.
 
-Plain code on the `google-ads` library, no Dagster: `client` builds the library's client from
+Plain code on the `google-ads` library, no Dagster: `endpoints` checks the customer ids and
+where queries may go (standard library only, for the CLI); `client` builds the library's client from
 google-auth credentials (no network call at construction) and talks TLS to Google, or plaintext
 gRPC to a loopback test server only; `errors` maps the API's failures by kind; `reports` holds
 the GAQL of the four contract reports and turns each streamed batch into Arrow, column by
