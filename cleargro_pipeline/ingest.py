@@ -42,7 +42,9 @@ from cleargro_pipeline.errors import CleargroError, CredentialsRejected
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.security import keys
 from cleargro_pipeline.settings import paths
-from cleargro_pipeline.sources import contract
+from cleargro_pipeline.sources import contract, google_oauth
+from cleargro_pipeline.sources.ga4.client import Ga4Client
+from cleargro_pipeline.sources.ga4.source import Ga4Provider
 from cleargro_pipeline.sources.shopify import credentials
 from cleargro_pipeline.sources.raw import (contract_source, incremental_last_value,
                                            provider_from_mapping)
@@ -84,6 +86,16 @@ class ShopifyPlan:
 
 
 @dataclass(frozen=True)
+class Ga4Plan:
+    """A live GA4 property through the Data API, with the Google grant sealed for the tenant."""
+    tenant: str
+    property: str  # the numeric property id
+    endpoint: str | None = None  # a loopback base URL instead of Google's (tests)
+    history_days: int = 730  # the first sync's backfill
+    trailing_days: int = 3  # days re-read on each sync (GA keeps reprocessing them)
+
+
+@dataclass(frozen=True)
 class FileDropPlan:
     """A directory of API response bodies and CSV exports (`cleargro import`)."""
     directory: Path
@@ -109,7 +121,7 @@ def _dlt_work_root(tenant: str) -> Path:
     return paths().tenant_work(tenant) / "dlt"
 
 
-Plan = DemoPlan | FileDropPlan | ShopifyPlan
+Plan = DemoPlan | FileDropPlan | ShopifyPlan | Ga4Plan
 
 
 @dataclass
@@ -313,7 +325,8 @@ def load_system(conn: Any, system: str, provide: Any, pseudonymise: Any, *, incr
         "select table_name from duckdb_tables() where database_name = ? and schema_name = ?",
         [warehouse.ALIAS, f"raw_{system}"]).fetchall()]
     source = contract_source(system, provide, pseudonymise, incremental=incremental,
-                             loaded=loaded, scope=scope, erased=erased)
+                             loaded=loaded, scope=scope, erased=erased,
+                             lag=getattr(provide, "cursor_lag", None))
     # The working folder is new on every load: restore the incremental cursors from the
     # warehouse's _dlt_pipeline_state first (run() would; extract() alone does not). A
     # dataset without tables has no state to restore.
@@ -371,6 +384,8 @@ def _plan_providers(plan: Plan, systems: tuple[str, ...]) -> dict[str, tuple[Any
         return {system: (provide, True) for system in systems}
     if isinstance(plan, ShopifyPlan):
         return {system: (_shopify_provider(plan), True) for system in systems}
+    if isinstance(plan, Ga4Plan):
+        return {system: (_ga4_provider(plan), True) for system in systems}
     if isinstance(plan, FileDropPlan):
         # Start-up cost: the file-drop reader imports polars (about a second), which only
         # a file drop needs; the loader child of every demo or sync would pay it otherwise.
@@ -388,6 +403,14 @@ def _shopify_provider(plan: ShopifyPlan) -> ShopifyProvider:
     client = ShopifyClient(plan.shop, credentials.token_source(plan.tenant), endpoint=plan.endpoint)
     return ShopifyProvider(client, lambda table: incremental_last_value(
         contract.table(contract.SHOP, table)), bulk_after=timedelta(days=plan.bulk_after_days))
+
+
+def _ga4_provider(plan: Ga4Plan) -> Ga4Provider:
+    client = Ga4Client(plan.property, google_oauth.token_source(plan.tenant, "ga4"),
+                       endpoint=plan.endpoint)
+    return Ga4Provider(client, lambda table: incremental_last_value(
+        contract.table(contract.GA4, table)), history_days=plan.history_days,
+        trailing_days=plan.trailing_days)
 
 
 def _until(chunks: Any, raw: Any, cutoff: date) -> Any:

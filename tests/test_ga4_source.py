@@ -229,17 +229,21 @@ def _page(rows: list[tuple[str, ...]]) -> dict:
 
 
 def test_a_page_becomes_the_contract_table():
-    table, undated = page_table(ITEMS, _page([
+    page = _page([
         ("20261120", "SKU-1", "Old name", "10", "2", "1", "9.5"),
         ("20261120", "SKU-1", "New name", "4.0", "1", "0", "0"),  # renamed during the day
         ("20261121", "SKU-2", "Other", "3", "0", "0", "0"),
-        ("(other)", "(other)", "(other)", "7", "1", "1", "2.25")]))  # GA's data-loss row
+        ("(other)", "(other)", "(other)", "7", "1", "1", "2.25")])  # GA's data-loss row
+    page["metadata"] = {"dataLossFromOtherRow": True, "samplingMetadatas": []}
+    table, undated = page_table(ITEMS, page)
     assert table.schema == ITEMS.raw.schema and undated == 1
+    # Every row carries the answer's flags: GA sets them per request.
+    flags = {"dataLossFromOtherRow": True, "subjectToThresholding": False, "sampled": False}
     assert table.sort_by("date").to_pylist() == [
         {"date": date(2026, 11, 20), "itemId": "SKU-1", "itemName": "Old name", "itemsViewed": 14,
-         "itemsAddedToCart": 3, "itemsPurchased": 1, "itemRevenue": 9.5},
+         "itemsAddedToCart": 3, "itemsPurchased": 1, "itemRevenue": 9.5, **flags},
         {"date": date(2026, 11, 21), "itemId": "SKU-2", "itemName": "Other", "itemsViewed": 3,
-         "itemsAddedToCart": 0, "itemsPurchased": 0, "itemRevenue": 0.0}]
+         "itemsAddedToCart": 0, "itemsPurchased": 0, "itemRevenue": 0.0, **flags}]
     with pytest.raises(ReportShapeError, match="itemsViewed"):  # a fraction is not rounded away
         page_table(ITEMS, _page([("20261120", "SKU-1", "A", "1.5", "0", "0", "0")]))
     assert page_table(ITEMS, {"rowCount": 0})[0].num_rows == 0

@@ -29,13 +29,18 @@ def plan_for(tenant: str, system: str, config: dict[str, Any]) -> ingest.Plan:
         return ingest.ShopifyPlan(tenant=tenant, shop=config["shop_domain"],
                                   endpoint=config.get("endpoint"),
                                   bulk_after_days=int(config.get("bulk_after_days", 7)))
+    if kind == "ga4" and system == "ga4":
+        return ingest.Ga4Plan(tenant=tenant, property=str(config["property"]),
+                              endpoint=config.get("endpoint"),
+                              history_days=int(config.get("history_days", 730)),
+                              trailing_days=int(config.get("trailing_days", 3)))
     if kind == "demo":
         return ingest.DemoPlan(size=config.get("size", "small"), seed=int(config.get("seed", 7)),
                                incidents=bool(config.get("incidents", True)),
                                hold_back_days=int(config.get("hold_back_days", 0)), tenant=tenant,
                                history=bool(config.get("history", True)))
     raise ValueError(f"tenant '{tenant}': source {system} has kind {kind!r}, which this version "
-                     "cannot sync (supported: demo, and shopify for shop; other data arrives "
+                     "cannot sync (supported: demo; shopify for shop; ga4 for ga4; other data arrives "
                      "with `cleargro import`)")
 
 

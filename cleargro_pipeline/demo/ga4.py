@@ -66,6 +66,7 @@ def traffic_table(om, tracked, channel, rng, days, demand, factor: np.ndarray | 
         "date": dates(np.repeat(days, n_c)), "sessionSourceMedium": strings(CHANNELS, np.tile(np.arange(n_c), n_d)),
         "sessions": pa.array(sessions), "engagedSessions": pa.array(engaged),
         "ecommercePurchases": pa.array(purchases), "purchaseRevenue": pa.array(np.round(revenue, 2)),
+        **unflagged(n_d * n_c),
     })
 
 
@@ -92,4 +93,12 @@ def items_table(om, tracked, rng, days, cat: Catalog, rate: np.ndarray,
         "itemName": cat.title.take(pa.array(cat.product[v])),
         "itemsViewed": pa.array(views[keep]), "itemsAddedToCart": pa.array(carts[keep]),
         "itemsPurchased": pa.array(bought[keep]), "itemRevenue": pa.array(np.round(revenue[keep], 2)),
+        **unflagged(len(keep)),
     })
+
+
+def unflagged(rows: int) -> dict[str, pa.Array]:
+    """GA's data-quality flags of the demo property's answers: none raised (no thresholding,
+    no "(other)" row, unsampled)."""
+    no = pa.array(np.zeros(rows, dtype=bool))
+    return {"dataLossFromOtherRow": no, "subjectToThresholding": no, "sampled": no}

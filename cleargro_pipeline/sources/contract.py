@@ -44,6 +44,11 @@ GA4 = "raw_ga4"
 GOOGLE_ADS = "raw_google_ads"
 APP = "raw_app"
 
+# GA4's data-quality flags (ResponseMetaData): rows folded into "(other)", thresholding
+# applied (small counts withheld), and sampling.
+GA4_QUALITY = [("dataLossFromOtherRow", pa.bool_()), ("subjectToThresholding", pa.bool_()),
+               ("sampled", pa.bool_())]
+
 TABLES: tuple[RawTable, ...] = (
     # --- shop (Shopify Admin objects, flattened) ---
     _t(SHOP, "products", [
@@ -107,15 +112,17 @@ TABLES: tuple[RawTable, ...] = (
         ("currency", pa.string()),
     ], ["customer_pseudonym"], "updated_at", pseudonymised=[("id", "customer_pseudonym")]),
     # --- GA4 Data API reports (RunReportRequest dimension/metric names) ---
+    # Each row also carries the data-quality flags of the answer it came in (GA sets them per
+    # request; null where unknown, e.g. a CSV export).
     _t(GA4, "items_daily", [
         ("date", pa.date32()), ("itemId", pa.string()), ("itemName", pa.string()),
         ("itemsViewed", pa.int64()), ("itemsAddedToCart", pa.int64()),
-        ("itemsPurchased", pa.int64()), ("itemRevenue", pa.float64()),
+        ("itemsPurchased", pa.int64()), ("itemRevenue", pa.float64()), *GA4_QUALITY,
     ], ["date", "itemId"], "date"),
     _t(GA4, "traffic_daily", [
         ("date", pa.date32()), ("sessionSourceMedium", pa.string()),
         ("sessions", pa.int64()), ("engagedSessions", pa.int64()),
-        ("ecommercePurchases", pa.int64()), ("purchaseRevenue", pa.float64()),
+        ("ecommercePurchases", pa.int64()), ("purchaseRevenue", pa.float64()), *GA4_QUALITY,
     ], ["date", "sessionSourceMedium"], "date"),
     # --- Google Ads (GAQL field names; money in micros) ---
     _t(GOOGLE_ADS, "campaign_daily", [

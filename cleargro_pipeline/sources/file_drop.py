@@ -45,6 +45,9 @@ CSV_FILES: dict[str, tuple[str, str]] = {
     "google_ads_keywords.csv": (GOOGLE_ADS, "keyword_daily"),
     "google_ads_search_terms.csv": (GOOGLE_ADS, "search_term_daily"),
 }
+# Columns an export may leave out: GA's data-quality flags come with API answers only (a CSV
+# export of a report has none); they load as null, "unknown".
+OPTIONAL_COLUMNS = frozenset(name for name, _ in contract.GA4_QUALITY)
 
 JSONL_FILES: dict[str, tuple[str, str]] = {
     "app_events.jsonl": (APP, "app_events"),  # in-app behaviour events (the feedback loop)
@@ -173,7 +176,7 @@ def _csv_header(path: Path, raw: RawTable) -> list[str]:
     if first is None:
         raise DropFileError(path.name, 1, "file is empty: expected a header line")
     header = [h.strip() for h in first[1]]
-    missing = [c for c in raw.schema.names if c not in header]
+    missing = [c for c in raw.schema.names if c not in header and c not in OPTIONAL_COLUMNS]
     if missing:
         raise DropFileError(path.name, 1, f"missing header column {', '.join(missing)}")
     repeated = sorted({h for h in header if header.count(h) > 1})
@@ -202,12 +205,15 @@ def _read_csv(path: Path) -> dict[tuple[str, str], pa.Table]:
         strings = pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
                                  convert_options=pacsv.ConvertOptions(
                                      column_types={c: pa.string() for c in header},
-                                     include_columns=raw.schema.names,
+                                     include_columns=[c for c in raw.schema.names if c in header],
                                      strings_can_be_null=True, null_values=[""]))
     except pa.ArrowInvalid:
         raise _csv_shape_error(path, len(header)) from None
     arrays = []
     for f in raw.schema:
+        if f.name not in strings.column_names:  # an optional column the export lacks: unknown
+            arrays.append(pa.nulls(strings.num_rows, f.type))
+            continue
         try:
             arrays.append(sj.parse_strings(strings.column(f.name).combine_chunks(), f.type, f.name))
         except sj.FieldError as e:

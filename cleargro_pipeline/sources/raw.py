@@ -37,7 +37,8 @@ def _normalised(table: pa.Table) -> pa.Table:
 
 
 def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonymise,
-              erased: frozenset[str], incremental: bool, first_load: bool):
+              erased: frozenset[str], incremental: bool, first_load: bool,
+              lag: float | None = None):
     def rows() -> Iterator[pa.Table]:
         for chunk in chunks:
             if chunk.num_rows:
@@ -47,7 +48,7 @@ def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonym
 
     hints = {}
     if incremental:
-        hints["incremental"] = dlt.sources.incremental(column_name(raw.cursor))
+        hints["incremental"] = dlt.sources.incremental(column_name(raw.cursor), lag=lag)
     # A table's first load has nothing to merge with: appending skips the staging copy.
     # Sources deliver unique keys (file drops are validated, the demo and APIs key by id).
     return dlt.resource(
@@ -59,11 +60,14 @@ def _resource(raw: RawTable, chunks: Iterable[pa.Table], pseudonymise: Pseudonym
 def contract_source(system: str, provide: ChunkProvider, pseudonymise: Pseudonymise, *,
                     incremental: bool, tables: Iterable[str] | None = None,
                     loaded: Iterable[str] = (), scope: Any = None,
-                    erased: frozenset[str] = frozenset()):
+                    erased: frozenset[str] = frozenset(), lag: float | None = None):
     """The dlt source of one system (`shop`, `ga4` or `google_ads`); `loaded` names the
     tables that already exist in the warehouse (merged into; the others are appended).
     `scope` (a scopes.Scope) leaves out the tables and columns the tenant does not allow;
-    `erased` names the pseudonyms of shoppers who asked to be erased (never loaded again)."""
+    `erased` names the pseudonyms of shoppers who asked to be erased (never loaded again).
+    `lag` (days for a date cursor, seconds for a timestamp) lets rows up to that far behind
+    the cursor through again: a source that re-reads a trailing window because the provider
+    keeps revising it (GA4, Google Ads) has its revised rows merged, not dropped."""
     loaded = set(loaded)
     wanted = set(tables) if tables is not None else None
     raws = [t for t in contract.tables_of(system) if wanted is None or t.name in wanted]
@@ -75,8 +79,8 @@ def contract_source(system: str, provide: ChunkProvider, pseudonymise: Pseudonym
 
     @dlt.source(name=system, max_table_nesting=0, root_key=False)
     def source():
-        return [_resource(t, provide(t), pseudonymise, erased, incremental, t.name not in loaded)
-                for t in raws]
+        return [_resource(t, provide(t), pseudonymise, erased, incremental, t.name not in loaded,
+                          lag) for t in raws]
 
     return source()
 

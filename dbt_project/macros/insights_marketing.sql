@@ -13,3 +13,23 @@
     where campaigns.date_day > {{ as_of }}.as_of_date - {{ days }}
       and campaigns.date_day <= {{ as_of }}.as_of_date
 {%- endmacro %}
+
+{#- The sentence an opportunity built on GA4 item figures adds when GA flagged any day it read
+    (thresholding, rows folded into "(other)", sampling: the counts may be understated), or ''.
+    `first_day` and `last_day` are SQL date expressions of the days the rule read. -#}
+{% macro ga4_quality_note(first_day, last_day) -%}
+    coalesce((
+        select ' Note: GA4 flagged its data on ' || count(*) || ' of these days ('
+            || concat_ws(', ',
+                   case when bool_or(quality.is_subject_to_thresholding) then 'thresholding' end,
+                   case when bool_or(quality.has_data_loss_from_other_row)
+                        then 'rows folded into "(other)"' end,
+                   case when bool_or(quality.is_sampled) then 'sampling' end)
+            || '), so its counts may be incomplete.'
+        from {{ ref('fct_ga4_data_quality_daily') }} as quality
+        where quality.report = 'items'
+          and quality.is_flagged
+          and quality.date_day between {{ first_day }} and {{ last_day }}
+        having count(*) > 0
+    ), '')
+{%- endmacro %}

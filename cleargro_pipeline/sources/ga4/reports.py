@@ -55,9 +55,15 @@ def page_table(report: Report, page: dict[str, Any]) -> tuple[pa.Table, int]:
     parsed = pa.array(rows, type=_ROW)
     strings = {**_columns(parsed.field("dimensionValues"), page.get("dimensionHeaders")),
                **_columns(parsed.field("metricValues"), page.get("metricHeaders"))}
-    table = pa.table([_cast(strings.get(f.name), f) for f in schema], schema=schema)
+    flags = dict(zip(FLAG_COLUMNS, quality(page).values()))
+    table = pa.table([pa.array([flags[f.name]] * len(rows), pa.bool_()) if f.name in flags
+                      else _cast(strings.get(f.name), f) for f in schema], schema=schema)
     dated = table.filter(pc.is_valid(table["date"]))
     return _merged_duplicates(report, dated), table.num_rows - dated.num_rows
+
+
+# The contract's flag columns, in the order `quality` returns the flags.
+FLAG_COLUMNS = ("dataLossFromOtherRow", "subjectToThresholding", "sampled")
 
 
 def quality(page: dict[str, Any]) -> dict[str, bool]:

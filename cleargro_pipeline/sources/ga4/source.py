@@ -60,6 +60,12 @@ class Ga4Provider:
         self.rows_without_day = 0  # GA's "(other)" rows: no day to key them by
 
     @property
+    def cursor_lag(self) -> float:
+        """Days behind the cursor whose rows load again (the trailing window re-read): the
+        load's incremental must let them through to be merged."""
+        return float(self.trailing_days)
+
+    @property
     def notices(self) -> dict[str, str]:
         remaining = (self.client.quota.get("tokensPerDay") or {}).get("remaining")
         flagged = [q for q in self.quality if q["data_loss_from_other_row"]

@@ -11,6 +11,9 @@ renamed as (
         items_added_to_cart,
         items_purchased,
         item_revenue,
+        data_loss_from_other_row,
+        subject_to_thresholding,
+        sampled,
         _dlt_load_id
     from source
 )

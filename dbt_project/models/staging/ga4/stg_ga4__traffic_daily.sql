@@ -13,6 +13,9 @@ renamed as (
         engaged_sessions,
         ecommerce_purchases,
         purchase_revenue,
+        data_loss_from_other_row,
+        subject_to_thresholding,
+        sampled,
         _dlt_load_id
     from source
 )

@@ -82,7 +82,8 @@ final as (
             || {{ fmt_number('100 * low_conversion.view_to_purchase_rate', 2) }}
             || '% against a shop median of ' || {{ fmt_number('100 * low_conversion.median_rate', 2) }}
             || '% (threshold ' || {{ fmt_number(var('low_conversion_rate_factor'), 2) }} || ' x the median, '
-            || {{ fmt_number(var('low_conversion_min_views')) }} || ' views).' as explanation,
+            || {{ fmt_number(var('low_conversion_min_views')) }} || ' views).'
+            || {{ ga4_quality_note('as_of.as_of_date - 29', 'as_of.as_of_date') }} as explanation,
         low_conversion.lost_revenue::decimal(18, 2) as impact_amount,
         'monthly' as impact_kind,
         low_conversion.currency,

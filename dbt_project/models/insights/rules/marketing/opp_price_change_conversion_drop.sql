@@ -119,7 +119,8 @@ final as (
             || {{ fmt_number('100 * rate_before', 2) }} || '%' || ' of ' || {{ fmt_number('views_before') }}
             || ' views in the 30 days before (threshold: a '
             || {{ fmt_number('100 * ' ~ var('price_change_min_rate_drop')) }} || '% drop, '
-            || {{ fmt_number(var('price_change_min_views')) }} || ' views each side).' as explanation,
+            || {{ fmt_number(var('price_change_min_views')) }} || ' views each side).'
+            || {{ ga4_quality_note('rise_date - 30', 'as_of.as_of_date') }} as explanation,
         lost_revenue::decimal(18, 2) as impact_amount,
         'monthly' as impact_kind,
         currency,
