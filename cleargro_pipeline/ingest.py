@@ -45,6 +45,8 @@ from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import contract, google_oauth
 from cleargro_pipeline.sources.ga4.client import Ga4Client
 from cleargro_pipeline.sources.ga4.source import Ga4Provider
+from cleargro_pipeline.sources.google_ads.client import AccessTokenCredentials, AdsClient
+from cleargro_pipeline.sources.google_ads.source import GoogleAdsProvider
 from cleargro_pipeline.sources.shopify import credentials
 from cleargro_pipeline.sources.raw import (contract_source, incremental_last_value,
                                            provider_from_mapping)
@@ -96,6 +98,18 @@ class Ga4Plan:
 
 
 @dataclass(frozen=True)
+class GoogleAdsPlan:
+    """A live Google Ads account through the API (google-ads), with the Google grant sealed
+    for the tenant."""
+    tenant: str
+    customer: str  # ten digits
+    login_customer: str | None = None  # the manager account the access goes through
+    endpoint: str | None = None  # 127.0.0.1:PORT: a local test server over plaintext gRPC
+    history_days: int = 730
+    trailing_days: int = 30  # days re-read on each sync (conversions are credited late)
+
+
+@dataclass(frozen=True)
 class FileDropPlan:
     """A directory of API response bodies and CSV exports (`cleargro import`)."""
     directory: Path
@@ -121,7 +135,7 @@ def _dlt_work_root(tenant: str) -> Path:
     return paths().tenant_work(tenant) / "dlt"
 
 
-Plan = DemoPlan | FileDropPlan | ShopifyPlan | Ga4Plan
+Plan = DemoPlan | FileDropPlan | ShopifyPlan | Ga4Plan | GoogleAdsPlan
 
 
 @dataclass
@@ -386,6 +400,8 @@ def _plan_providers(plan: Plan, systems: tuple[str, ...]) -> dict[str, tuple[Any
         return {system: (_shopify_provider(plan), True) for system in systems}
     if isinstance(plan, Ga4Plan):
         return {system: (_ga4_provider(plan), True) for system in systems}
+    if isinstance(plan, GoogleAdsPlan):
+        return {system: (_google_ads_provider(plan), True) for system in systems}
     if isinstance(plan, FileDropPlan):
         # Start-up cost: the file-drop reader imports polars (about a second), which only
         # a file drop needs; the loader child of every demo or sync would pay it otherwise.
@@ -410,6 +426,15 @@ def _ga4_provider(plan: Ga4Plan) -> Ga4Provider:
                        endpoint=plan.endpoint)
     return Ga4Provider(client, lambda table: incremental_last_value(
         contract.table(contract.GA4, table)), history_days=plan.history_days,
+        trailing_days=plan.trailing_days)
+
+
+def _google_ads_provider(plan: GoogleAdsPlan) -> GoogleAdsProvider:
+    credentials = AccessTokenCredentials(google_oauth.token_source(plan.tenant, "google_ads"))
+    client = AdsClient(credentials, plan.customer, login_customer_id=plan.login_customer,
+                       endpoint_address=plan.endpoint)
+    return GoogleAdsProvider(client, lambda table: incremental_last_value(
+        contract.table(contract.GOOGLE_ADS, table)), history_days=plan.history_days,
         trailing_days=plan.trailing_days)
 
 

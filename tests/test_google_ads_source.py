@@ -213,9 +213,13 @@ def test_a_retry_delay_beyond_the_bound_is_not_waited(fake):
 def test_the_daily_quota_ends_the_sync_without_retrying(fake):
     fake.faults.append(Fault("daily_quota", after_batches=0, times=5))
     provider = provider_for(fake, history_days=10)
-    with pytest.raises(QuotaExhausted, match="customer 1234567890: the daily"):
-        read(provider, CAMPAIGNS)
+    assert read(provider, CAMPAIGNS).num_rows == 0  # the sync ends, it does not fail
+    assert isinstance(provider.quota_exhausted, QuotaExhausted)
+    assert "customer 1234567890: the daily" in str(provider.quota_exhausted)
+    assert provider.notices["quota_exhausted"] == "operations per day"  # -> source_quota
     assert len(fake.calls) == 1 and provider.sleep == []
+    assert read(provider, CAMPAIGNS).num_rows == 0 and len(fake.calls) == 1, \
+        "no further query once the day's quota is spent"
 
 
 # --- refusals ---

@@ -10,7 +10,6 @@ the app service (`app/google.py`).
 
 from __future__ import annotations
 
-import re
 import sys
 
 import click
@@ -21,6 +20,8 @@ from cleargro_pipeline.app import google as app_google
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.security import audit, signed_links
 from cleargro_pipeline.sources import google_oauth, shopify
+from cleargro_pipeline.sources.ga4 import endpoints as ga4_endpoints
+from cleargro_pipeline.sources.google_ads import endpoints as ads_endpoints
 from cleargro_pipeline.sources.shopify import credentials, endpoints, oauth
 from cleargro_pipeline.sources.shopify.client import ShopifyClient
 
@@ -78,8 +79,6 @@ def connect_shopify(tenant: str, shop: str, access_token_stdin: bool,
 
 # --- Google (GA4, Google Ads) -------------------------------------------------------------------
 
-_TEN_DIGITS = re.compile(r"^\d{10}$")
-
 
 @connect_group.command(name="google")
 @click.option("--tenant", required=True)
@@ -128,16 +127,23 @@ def connect_google(tenant: str, source: str, property_id: str | None, customer: 
 
 def _google_settings(source: str, property_id: str | None, customer: str | None,
                      login_customer: str | None) -> dict[str, str]:
+    """The source's own settings, checked as its API takes them."""
     if source == "ga4":
         if customer or login_customer:
             raise click.UsageError("--customer and --login-customer are Google Ads settings")
-        if not property_id or not property_id.isdigit() or len(property_id) > 20:
-            raise click.BadParameter("the GA4 property's numeric id, e.g. 123456789",
-                                     param_hint="--property")
-        return {"property": property_id}
+        try:
+            return {"property": ga4_endpoints.valid_property_id(property_id or "")}
+        except ga4_endpoints.PropertyIdInvalid as invalid:
+            raise click.BadParameter(str(invalid), param_hint="--property") from None
     if property_id:
         raise click.UsageError("--property is a GA4 setting")
-    for value, hint in ((customer, "--customer"), (login_customer, "--login-customer")):
-        if (value or hint == "--customer") and not _TEN_DIGITS.match(value or ""):
-            raise click.BadParameter("ten digits without dashes, e.g. 1234567890", param_hint=hint)
-    return {"customer": customer, **({"login_customer": login_customer} if login_customer else {})}
+    settings = {}
+    for key, value, hint in (("customer", customer, "--customer"),
+                             ("login_customer", login_customer, "--login-customer")):
+        if value is None and key == "login_customer":
+            continue
+        try:
+            settings[key] = ads_endpoints.customer_id(value, hint.lstrip("-").replace("-", " "))
+        except ads_endpoints.InvalidCustomerId as invalid:
+            raise click.BadParameter(str(invalid), param_hint=hint) from None
+    return settings

@@ -15,6 +15,7 @@ from cleargro_pipeline.orchestration.partitions import sync_tenant_partitions
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import google_oauth
+from cleargro_pipeline.sources.google_ads import endpoints as ads_endpoints
 from cleargro_pipeline.sources.shopify.endpoints import loopback_endpoint
 from cleargro_pipeline.warehouse import queries
 
@@ -97,8 +98,9 @@ def tenants_show(name: str) -> None:
 @click.option("--retention-months", metavar="N|all", help="Keep N months of raw history (all: everything).")
 @click.option("--endpoint", "endpoints", multiple=True, metavar="SOURCE=URL",
               help="Send a source's API requests to this loopback base URL instead (tests, "
-                   "staging): shop=http://127.0.0.1:8080, or google_oauth=URL for Google's "
-                   "authorize, token and revoke endpoints; SOURCE= removes it.")
+                   "staging): shop=http://127.0.0.1:8080, ga4=URL, google_ads=127.0.0.1:PORT "
+                   "(gRPC), google_oauth=URL (Google's authorize, token and revoke endpoints); "
+                   "SOURCE= removes it.")
 def tenants_configure(name: str, settings: tuple[str, ...], unset: tuple[str, ...],
                       webhooks: tuple[str, ...], emails: tuple[str, ...], min_severity: str | None,
                       digest: bool | None, removed: tuple[str, ...], shop_domain: str | None,
@@ -154,7 +156,8 @@ def _configure_shop_domain(name: str, domain: str) -> None:
 
 
 # --endpoint NAME=URL: the sources whose requests it redirects, and the setting it is stored in.
-ENDPOINTS = {"shop": (("shop",), "endpoint"),
+ENDPOINTS = {"shop": (("shop",), "endpoint"), "ga4": (("ga4",), "endpoint"),
+             "google_ads": (("google_ads",), "endpoint"),
              "google_oauth": (google_oauth.SOURCES, google_oauth.ENDPOINT_SETTING)}
 
 
@@ -164,7 +167,7 @@ def _configure_endpoint(name: str, item: str) -> None:
         raise click.BadParameter(f"expected {'|'.join(ENDPOINTS)}=URL, got {item!r}",
                                  param_hint="--endpoint")
     sources, setting = ENDPOINTS[target]
-    value = loopback_endpoint(url) if url else None
+    value = _test_endpoint(target, url) if url else None
     for source in sources:
         config = dict(tenants.get(name).sources.get(source, {}))
         if value:
@@ -173,6 +176,16 @@ def _configure_endpoint(name: str, item: str) -> None:
             config.pop(setting, None)
         tenants.configure_source(name, source, config)
     click.echo(f"{target} endpoint = {value or 'the provider (default)'}")
+
+
+def _test_endpoint(target: str, url: str) -> str:
+    """A loopback test server only: a base URL, or HOST:PORT for Google Ads' gRPC."""
+    if target == "google_ads":
+        address = ads_endpoints.endpoint(url)
+        if not address.plaintext:
+            raise ads_endpoints.EndpointRefused("Google Ads test endpoint: give 127.0.0.1:PORT")
+        return address.address
+    return loopback_endpoint(url)
 
 
 def _configure_alert_channels(name, webhooks, emails, min_severity, digest, removed) -> None:  # type: ignore[no-untyped-def]

@@ -34,13 +34,19 @@ def plan_for(tenant: str, system: str, config: dict[str, Any]) -> ingest.Plan:
                               endpoint=config.get("endpoint"),
                               history_days=int(config.get("history_days", 730)),
                               trailing_days=int(config.get("trailing_days", 3)))
+    if kind == "google_ads" and system == "google_ads":
+        return ingest.GoogleAdsPlan(tenant=tenant, customer=str(config["customer"]),
+                                    login_customer=config.get("login_customer"),
+                                    endpoint=config.get("endpoint"),
+                                    history_days=int(config.get("history_days", 730)),
+                                    trailing_days=int(config.get("trailing_days", 30)))
     if kind == "demo":
         return ingest.DemoPlan(size=config.get("size", "small"), seed=int(config.get("seed", 7)),
                                incidents=bool(config.get("incidents", True)),
                                hold_back_days=int(config.get("hold_back_days", 0)), tenant=tenant,
                                history=bool(config.get("history", True)))
     raise ValueError(f"tenant '{tenant}': source {system} has kind {kind!r}, which this version "
-                     "cannot sync (supported: demo; shopify for shop; ga4 for ga4; other data arrives "
+                     "cannot sync (supported: demo; shopify, ga4, google_ads for their sources; other data arrives "
                      "with `cleargro import`)")
 
 

@@ -16,8 +16,11 @@ trailing window and the merge on the primary keys replaces it.
 
 Retries: transient failures (temporary quota, UNAVAILABLE, INTERNAL, deadline) back off
 exponentially, or as long as Google's `retry_delay` asks, up to `max_attempts` per chunk and
-`max_wait_s` per sync. The daily quota raises `QuotaExhausted`, refused credentials
-`GoogleAdsCredentialsRejected`, a rejected query `GoogleAdsQueryError`: none is retried.
+`max_wait_s` per sync. Refused credentials raise `GoogleAdsCredentialsRejected`, a rejected
+query `GoogleAdsQueryError`: neither is retried. The daily quota (`QuotaExhausted`) ends the
+sync where it is: the table being read stops, no further query is made, what was read is
+loaded, and `quota_exhausted` (a notice, for the `source_quota` alert) says so; the next day's
+sync goes on from there (the cursor only moved as far as what loaded).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import pyarrow as pa
 from cleargro_pipeline.sources.contract import RawTable
 from cleargro_pipeline.sources.google_ads import reports
 from cleargro_pipeline.sources.google_ads.client import AdsClient
-from cleargro_pipeline.sources.google_ads.errors import GoogleAdsError, GoogleAdsUnavailable, Transient
+from cleargro_pipeline.sources.google_ads.errors import (GoogleAdsError, GoogleAdsUnavailable,
+                                                          QuotaExhausted, Transient)
 
 HISTORY_DAYS = 730
 TRAILING_DAYS = 30
@@ -63,6 +67,7 @@ class GoogleAdsProvider:
         self.retries = 0
         self.time_zone: str | None = None
         self.read: dict[str, tuple[date, date]] = {}  # table -> the days this sync reads
+        self.quota_exhausted: QuotaExhausted | None = None
 
     @property
     def notices(self) -> dict[str, str]:
@@ -70,7 +75,14 @@ class GoogleAdsProvider:
         return {**{f"read_{table}": f"{start.isoformat()}..{end.isoformat()}"
                    for table, (start, end) in sorted(self.read.items())},
                 **({"time_zone": self.time_zone} if self.time_zone else {}),
+                **({"quota_exhausted": "operations per day"} if self.quota_exhausted else {}),
                 "retries": str(self.retries), "api_version": self.client.api_version}
+
+    @property
+    def cursor_lag(self) -> float:
+        """Days behind the cursor whose rows load again (the trailing window re-read, late
+        conversions): the load's incremental must let them through to be merged."""
+        return float(self.trailing_days)
 
     def __call__(self, raw: RawTable) -> Iterable[pa.Table]:
         if raw.name not in reports.RESOURCES:
@@ -79,12 +91,17 @@ class GoogleAdsProvider:
         return self._chunks(raw)
 
     def _chunks(self, raw: RawTable) -> Iterator[pa.Table]:
-        start, end = self.days(raw.name)
-        self.read[raw.name] = (start, end)
-        for first, last in date_chunks(start, end, self.chunk_days):
-            table = self._read_whole(raw, reports.gaql(raw, first, last))
-            if table.num_rows:
-                yield table
+        if self.quota_exhausted is not None:
+            return  # the day's quota is spent: no further query
+        try:
+            start, end = self.days(raw.name)
+            self.read[raw.name] = (start, end)
+            for first, last in date_chunks(start, end, self.chunk_days):
+                table = self._read_whole(raw, reports.gaql(raw, first, last))
+                if table.num_rows:
+                    yield table
+        except QuotaExhausted as spent:
+            self.quota_exhausted = spent
 
     def days(self, table: str) -> tuple[date, date]:
         """The first and last day this sync reads of `table`."""
