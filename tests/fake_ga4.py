@@ -110,6 +110,10 @@ class FakeGa4:
         self.requests: list[tuple[str, dict]] = []  # (method, body) of every authorised POST
         self.responses: list[int] = []  # HTTP status of every POST, in order
         self._faults: deque[str] = deque()
+        # A report request that hangs (a slow answer mid-sync): after `stall_after` runReport
+        # answers, the next one waits for `release`; `stalled` is set once it hangs.
+        self.stall_after: int | None = None
+        self.stalled, self.release = threading.Event(), threading.Event()
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
@@ -178,6 +182,10 @@ class FakeGa4:
             return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         with self._lock:
             self.requests.append((method, body))
+            answered = sum(1 for m, _ in self.requests if m == "runReport")
+        if method == "runReport" and self.stall_after is not None and answered > self.stall_after:
+            self.stalled.set()
+            self.release.wait(300)
         if fault in TEMPORARY:
             return _error(429, "RESOURCE_EXHAUSTED", TEMPORARY[fault])
         if fault == "server_error":

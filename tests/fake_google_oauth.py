@@ -47,8 +47,11 @@ class _Grant:
 
 class FakeGoogleOAuth:
     def __init__(self, *, client_id: str = "fake-client.apps.googleusercontent.com",
-                 client_secret: str = "fake-google-secret"):
+                 client_secret: str = "fake-google-secret", access_token: str | None = None):
         self.client_id, self.client_secret = client_id, client_secret
+        # One access token for every grant (the fake GA4 and Google Ads accept one token);
+        # None: a new random one each time.
+        self.access_token = access_token
         self.granted_scopes: set[str] | None = None  # None: what the consent asked for
         self.offline = True  # False: no refresh token (as without access_type=offline)
         self.authorize_requests: list[dict[str, str]] = []
@@ -153,7 +156,7 @@ class FakeGoogleOAuth:
                 return 400, {"error": "invalid_grant", "error_description": "Missing code verifier."}
             if _s256(verifier) != code.challenge:
                 return 400, {"error": "invalid_grant", "error_description": "Invalid code verifier."}
-            access = "ya29." + secrets.token_urlsafe(32)
+            access = self._new_access_token()
             answer = {"access_token": access, "expires_in": 3599, "scope": code.scopes,
                       "token_type": "Bearer"}
             if self.offline:
@@ -168,10 +171,13 @@ class FakeGoogleOAuth:
             if grant is None or grant.revoked:
                 return 400, {"error": "invalid_grant",
                              "error_description": "Token has been expired or revoked."}
-            access = "ya29." + secrets.token_urlsafe(32)
+            access = self._new_access_token()
             grant.access_tokens.add(access)
             return 200, {"access_token": access, "expires_in": 3599, "scope": grant.scopes,
                          "token_type": "Bearer"}
+
+    def _new_access_token(self) -> str:
+        return self.access_token or "ya29." + secrets.token_urlsafe(32)
 
     def _revoke(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         token = form.get("token", "")

@@ -265,7 +265,7 @@ def test_ads_children_sum_to_campaigns(t):
     assert camp["metrics.search_budget_lost_impression_share"].is_between(0, 1).all()
     assert set(t["keyword_daily"]["ad_group_criterion.keyword.match_type"]) == {"EXACT", "PHRASE", "BROAD"}
     items = t["shopping_product_daily"]["segments.product_item_id"]
-    assert items.str.contains(r"^shopify_US_\d+_\d+$").all()
+    assert items.str.contains(r"^shopify_us_\d+_\d+$").all()
     # paid search value is a plausible share of shop revenue
     o = t["orders"].filter(~pl.col("test") & pl.col("cancelled_at").is_null())
     share = camp["metrics.conversions_value"].sum() / o["subtotal_price"].sum()
@@ -305,7 +305,7 @@ def detect(t: dict[str, pl.DataFrame], as_of: date = AS_OF) -> dict[str, dict[st
              .agg(s7=pl.col("metrics.cost_micros").sum() / 1e6,
                   s3=pl.col("metrics.cost_micros").filter(pl.col("segments.date") > as_of - timedelta(days=3)).sum()))
     oos = (variants.filter((pl.col("available") <= 0) & (pl.col("inventory_policy") == "deny"))
-           .with_columns(item=pl.format("shopify_US_{}_{}", "product_id", "id"))
+           .with_columns(item=pl.format("shopify_us_{}_{}", "product_id", "id"))
            .join(spend, left_on="item", right_on="segments.product_item_id").filter(pl.col("s3") > 0))
     found["ads_on_out_of_stock"] = dict(zip(oos["sku"], oos["s7"] / 7 * 30))
 

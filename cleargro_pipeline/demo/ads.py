@@ -342,4 +342,4 @@ def _term_rows(layout, plan, rng, days, kw, planted):
 
 def product_item_ids(layout: AdsLayout, cat: Catalog) -> pa.Array:
     v = layout.prod_variant
-    return join("shopify_US_", int_str(cat.product_id[cat.product[v]]), "_", int_str(cat.variant_id[v]))
+    return join("shopify_us_", int_str(cat.product_id[cat.product[v]]), "_", int_str(cat.variant_id[v]))

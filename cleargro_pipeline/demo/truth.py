@@ -97,7 +97,7 @@ def _stock(shop) -> list[PlantedSituation]:
                       pl.col("segments.date") > shop.as_of - timedelta(days=3)).sum() / 1e6))
     spend = {r["segments.product_item_id"]: r for r in spend.iter_rows(named=True)}
     for v in plan.oos:
-        item = f"shopify_US_{cat.product_id[cat.product[v]]}_{cat.variant_id[v]}"
+        item = f"shopify_us_{cat.product_id[cat.product[v]]}_{cat.variant_id[v]}"
         s = spend[item]
         out.append(PlantedSituation("ads_on_out_of_stock", "variant", _sku(shop, v), s["spend_7d"] / 7 * 30,
                                     {"variant_id": int(cat.variant_id[v]), "product_item_id": item,
@@ -435,7 +435,7 @@ def _losing_ads(shop) -> list[PlantedSituation]:
            .agg(spend=pl.col("metrics.cost_micros").sum() / 1e6, value=pl.col("metrics.conversions_value").sum()))
     rows = {r["segments.product_item_id"]: r for r in ads.iter_rows(named=True)}
     for v in shop.plan.losing:
-        r = rows[f"shopify_US_{cat.product_id[cat.product[v]]}_{cat.variant_id[v]}"]
+        r = rows[f"shopify_us_{cat.product_id[cat.product[v]]}_{cat.variant_id[v]}"]
         margin = (cat.price[v] - cat.cost[v]) / cat.price[v]
         out.append(PlantedSituation("negative_margin_ads_product", "variant", _sku(shop, v),
                                     r["spend"] - r["value"] * margin,
