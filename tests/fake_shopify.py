@@ -96,6 +96,10 @@ MUTATION_COST = 10
 BULK_ROOTS_PER_BLOCK = 1000  # root objects executed (and shuffled) together in a bulk run
 DEFAULT_BULK_SCRIPT = ("CREATED", "RUNNING", "COMPLETED")
 BULK_STATUSES = {"CREATED", "RUNNING", "COMPLETED", "FAILED", "EXPIRED", "CANCELED", "CANCELING"}
+# Bulk query operations one shop runs at once (since 2026-01; one before). A further one is
+# refused with userErrors code LIMIT_REACHED until one of them ends.
+BULK_RUNNING_MAX = 5
+BULK_RUNNING = {"CREATED", "RUNNING", "CANCELING"}
 FAULTS = {"throttled", "http429", "http500", "http503", "drop", "unauthorized"}
 RATE_LIMIT_DOCS = "https://shopify.dev/api/usage/rate-limits"
 UNAUTHORIZED = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
@@ -2099,9 +2103,10 @@ class FakeShopify:
 
     # ---- bulk operations
     def _bulk_run(self, query: str, group: bool) -> dict:
-        def refuse(messages: list[str]) -> dict:
+        def refuse(messages: list[str], code: str = "INVALID", field: tuple | None = ("query",)) -> dict:
             return {"bulkOperation": None,
-                    "userErrors": [{"field": ["query"], "message": m, "code": "INVALID"} for m in messages]}
+                    "userErrors": [{"field": field and list(field), "message": m, "code": code}
+                                   for m in messages]}
 
         doc, errors = self._prepare(query)
         if doc is None:
@@ -2114,6 +2119,10 @@ class FakeShopify:
         if problems:
             return refuse(problems)
         with self._lock:
+            running = sum(o.status in BULK_RUNNING for o in self.bulk_operations.values())
+            if running >= BULK_RUNNING_MAX:
+                return refuse(["Bulk operations limit reached. Please try again later."],
+                              code="LIMIT_REACHED", field=None)
             script = list(self.bulk_script or DEFAULT_BULK_SCRIPT)
             self.bulk_script = None
             unknown = set(script) - BULK_STATUSES

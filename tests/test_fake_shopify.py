@@ -581,6 +581,16 @@ def test_bulk_queries_are_checked_as_shopify_checks_them(fake: FakeShopify) -> N
         "Invalid bulk query: Field 'inventoryManagement' doesn't exist on type 'Product'"]
 
 
+def test_at_most_five_bulk_operations_run_at_once(fresh) -> None:
+    fake = fresh()
+    running = [run_bulk(fake, PRODUCTS) for _ in range(5)]
+    refused = data_of(fake, RUN, {"q": PRODUCTS})["bulkOperationRunQuery"]
+    assert refused["bulkOperation"] is None
+    assert [e["code"] for e in refused["userErrors"]] == ["LIMIT_REACHED"]
+    poll(fake, running[0], "COMPLETED")  # one ends: its slot is free again
+    run_bulk(fake, PRODUCTS)
+
+
 def test_a_failed_bulk_operation_offers_partial_data(fresh) -> None:
     fake = fresh()
     fake.bulk_script = ["RUNNING", "FAILED"]

@@ -37,7 +37,7 @@ from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.shopify import bulk, columns
 from cleargro_pipeline.sources.shopify.client import ShopifyClient, ShopifyError
-from cleargro_pipeline.sources.shopify.documents import ORDERS
+from cleargro_pipeline.sources.shopify.documents import BY_TABLE, ORDERS
 from cleargro_pipeline.sources.shopify.source import ShopifyProvider
 
 from fake_shopify import FakeShopify
@@ -385,6 +385,39 @@ def test_long_nested_lists_are_read_to_the_end(fake, shop):
     for order in got["order_line_items"].column("order_id").to_pylist():
         counts[order] = counts.get(order, 0) + 1
     assert max(counts.values()) > 1, "the window holds an order with several lines"
+
+
+def test_a_first_sync_starts_its_bulk_operations_together_and_bounds_its_queues(fake, shop):
+    """Shopify builds up to 5 bulk files of a shop at once (the fake refuses a sixth); the
+    refunds' line items are read while the orders file streams, so no table's queue fills
+    with another's rows."""
+    provider = ShopifyProvider(_client(fake), lambda table: None, chunk_rows=2_000)
+    before = len(fake.requests)
+    streams = {t: iter(provider(contract.table(contract.SHOP, t))) for t in BY_TABLE}
+    deepest = 0
+    while streams:
+        for table, stream in list(streams.items()):
+            if next(stream, None) is None:
+                del streams[table]
+            deepest = max([deepest, *map(len, provider._queues.values())])
+    sent = [body["query"] for _, body in fake.requests[before:]]
+    assert [q.startswith("mutation RunBulk") for q in sent[:4]] == [True] * 4
+    assert set(provider.read_as.values()) == {"bulk"}
+    assert deepest <= 2, deepest
+
+
+def test_only_a_graphql_answer_is_read_for_throttling():
+    """A bulk download is streamed: the retry check must not read its body whole."""
+    from cleargro_pipeline.sources.shopify.client import _throttled
+
+    class Download:
+        status_code, request = 200, type("Request", (), {"method": "GET"})()
+
+        @property
+        def content(self):
+            raise AssertionError("the download was read whole")
+
+    assert _throttled(Download(), None) is False
 
 
 def test_a_failed_bulk_operation_is_an_error_naming_it(fake):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -41,9 +41,19 @@ def run(client: ShopifyClient, query: str, *, name: str, schema: pa.Schema,
         ) -> Iterator[pa.Table]:
     """The result lines of one bulk query, streamed in blocks of `schema` (fields the lines
     carry beyond it are ignored)."""
-    operation = start(client, query, name=name)
+    yield from read(client, start(client, query, name=name), name=name, schema=schema,
+                    time_limit_s=time_limit_s, first_pause_s=first_pause_s)
+
+
+def read(client: ShopifyClient, operation: str, *, name: str, schema: pa.Schema,
+         time_limit_s: float = TIME_LIMIT_S, first_pause_s: float = FIRST_PAUSE_S,
+         on_finished: Callable[[], None] | None = None) -> Iterator[pa.Table]:
+    """The result of a started operation; `on_finished` is told when it completed on
+    Shopify's side (it no longer counts against the shop's running operations)."""
     finished = wait(client, operation, name=name, time_limit_s=time_limit_s,
                     first_pause_s=first_pause_s)
+    if on_finished:
+        on_finished()
     if not finished.get("url"):  # a query that matched nothing has no file
         if int(finished.get("objectCount") or 0):
             raise BulkOperationFailed(f"bulk operation {operation} ({name}) completed without "

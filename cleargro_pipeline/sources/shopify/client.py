@@ -72,8 +72,12 @@ class CostBucket:
 
 
 def _throttled(response: Any, exception: BaseException | None) -> bool:
-    """dlt's retry condition for Shopify's HTTP-200 throttling."""
-    if response is None or response.status_code != 200 or b"THROTTLED" not in response.content:
+    """dlt's retry condition for Shopify's HTTP-200 throttling. Only a GraphQL answer (a POST)
+    can be throttled: reading a streamed bulk download's `content` here would pull the whole
+    file into memory before the connector streams it."""
+    if (response is None or response.status_code != 200
+            or getattr(response.request, "method", None) != "POST"
+            or b"THROTTLED" not in response.content):
         return False
     try:
         errors = response.json().get("errors") or []
@@ -92,6 +96,8 @@ class ShopifyClient:
                  api_version: str = API_VERSION, on_version: Callable[[str, str], None] | None = None,
                  backoff_factor: float = 1.0, max_attempts: int = MAX_ATTEMPTS):
         self.shop, self.api_version = shop, api_version
+        self._options = {"endpoint": endpoint, "api_version": api_version, "on_version": on_version,
+                         "backoff_factor": backoff_factor, "max_attempts": max_attempts}
         self.base = api_base(shop, endpoint)
         self.url = f"{self.base}/admin/api/{api_version}/graphql.json"
         self._token, self._on_version = token, on_version
@@ -100,6 +106,11 @@ class ShopifyClient:
         self.http = Client(request_timeout=REQUEST_TIMEOUT_S, raise_for_status=False,
                            request_max_attempts=max_attempts, request_backoff_factor=backoff_factor,
                            request_max_retry_delay=60, retry_condition=_throttled)
+
+    def sibling(self) -> ShopifyClient:
+        """A client of the same shop and token with its own connections and cost view, for
+        another thread (a requests session is not promised to be thread-safe)."""
+        return ShopifyClient(self.shop, self._token, **self._options)
 
     def query(self, document: str, variables: dict[str, Any] | None = None, *,
               name: str = "query") -> dict[str, Any]:
