@@ -2,7 +2,8 @@
 It ends with one line, `bench: ingest_vs_duckdb=<ratio> e2e_<size>_s=<seconds>
 peak_rss_mb=<MB> dbt_full_s=<s> dbt_daily_s=<s> model_queries_full_s=<s>
 model_queries_daily_s=<s> small_next_day_s=<s> shopify_rows_per_s=<r> shopify_vs_duckdb=<r>
-shopify_loader_mb=<MB>`: the project's bulk ingest rate
+shopify_loader_mb=<MB> ga4_rows_per_s=<r> ga4_vs_duckdb=<r> google_ads_rows_per_s=<r>
+google_ads_vs_duckdb=<r>`: the project's bulk ingest rate
 (minimise + dlt extract, normalise and load into an encrypted warehouse) over a raw DuckDB
 `CREATE TABLE AS` of the same Arrow tables (every raw table of the demo shop) into an
 encrypted file, both measured in this run,
@@ -14,7 +15,8 @@ small); a small tenant's next-day refresh through the Dagster instance as the sc
 runs it (daemon, run queue, run launcher), from the run's submission to its end; and the live
 Shopify source's first sync of the same shop through the fake Shopify (bulk operations, JSONL
 to Arrow to the encrypted warehouse), against raw DuckDB on the same tables, with the loader's
-peak memory above what it was forked with.
+peak memory above what it was forked with; and the same for the GA4 and Google Ads sources
+through their fakes (benchmarks/google.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import duckdb
 import pyarrow as pa
 
 from cleargro_pipeline import ingest, tenants, warehouse
+from cleargro_pipeline.benchmarks import google as google_bench
 from cleargro_pipeline.benchmarks import shopify as shopify_bench
 from cleargro_pipeline.benchmarks.instance import (running_daemon, schedule_driver,
                                                    submit_schedule_tick, wait_for_runs)
@@ -198,14 +201,28 @@ def main() -> None:
         shop_tables = {key: tables[key] for key in tables if key[1] in shopify_bench.TABLES}
         shop_duckdb_rate = statistics.median(
             _raw_duckdb_rate(shop_tables, scratch, f"shop-{attempt}") for attempt in range(ATTEMPTS))
+        google_duckdb_rates = {source: statistics.median(
+            _raw_duckdb_rate({k: t for k, t in tables.items() if k[0] == f"raw_{source}"},
+                             scratch, f"{source}-{attempt}") for attempt in range(ATTEMPTS))
+            for source in google_bench.SOURCES}
         del tables, shop_tables
         shop_sync = shopify_bench.full_sync(args.size, ingest.DemoPlan().end_date)
+        google_syncs = google_bench.full_syncs(args.size, ingest.DemoPlan().end_date)
         shop_mb = shop_sync.loader_memory_mb
         print(f"ingest of {rows:,} rows (median of {ATTEMPTS}): project {project_rate:,.0f} rows/s, "
               f"raw DuckDB CTAS {duckdb_rate:,.0f} rows/s")
         print(f"shopify full sync: {shop_sync.rows:,} rows in {shop_sync.seconds:.1f} s "
               f"({shop_sync.rows_per_s:,.0f} rows/s; raw DuckDB on those tables "
               f"{shop_duckdb_rate:,.0f} rows/s), loader memory +{shop_mb:.0f} MB")
+        for source, sync in google_syncs.items():
+            print(f"{source} full sync: {sync.rows:,} rows in {sync.seconds:.1f} s "
+                  f"({sync.rows_per_s:,.0f} rows/s; raw DuckDB on those tables "
+                  f"{google_duckdb_rates[source]:,.0f} rows/s), loader memory "
+                  f"+{sync.loader_memory_mb:.0f} MB")
+        google_line = " ".join(
+            f"{source}_rows_per_s={sync.rows_per_s:.0f} "
+            f"{source}_vs_duckdb={sync.rows_per_s / google_duckdb_rates[source]:.3f}"
+            for source, sync in google_syncs.items())
         print(f"bench: ingest_vs_duckdb={project_rate / duckdb_rate:.2f} "
               f"e2e_{args.size}_s={e2e:.1f} peak_rss_mb={peak_rss:.0f} "
               f"dbt_full_s={first_steps['dbt_models']:.1f} dbt_daily_s={daily_steps['dbt_models']:.1f} "
@@ -214,7 +231,7 @@ def main() -> None:
               f"small_next_day_s={small_next_day:.1f} "
               f"shopify_rows_per_s={shop_sync.rows_per_s:.0f} "
               f"shopify_vs_duckdb={shop_sync.rows_per_s / shop_duckdb_rate:.3f} "
-              f"shopify_loader_mb={shop_mb:.0f}")
+              f"shopify_loader_mb={shop_mb:.0f} {google_line}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

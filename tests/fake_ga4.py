@@ -113,6 +113,11 @@ class FakeGa4:
         # A report request that hangs (a slow answer mid-sync): after `stall_after` runReport
         # answers, the next one waits for `release`; `stalled` is set once it hangs.
         self.stall_after: int | None = None
+        # Benchmarks: GA builds its answers on its own servers, so the time the fake takes to
+        # write the JSON is not the client's. With the cache on, an answer is built once per
+        # request body and sent again to the same request.
+        self.cache_answers = False
+        self._answers: dict[tuple[str, bytes], tuple[int, bytes]] = {}
         self.stalled, self.release = threading.Event(), threading.Event()
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _Handler)
@@ -154,11 +159,17 @@ class FakeGa4:
     def _on_post(self, handler: _Handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
-        status, payload = self._answer(handler.path.split("?", 1)[0],
-                                       handler.headers.get("Authorization") or "", raw)
+        path, authorization = handler.path.split("?", 1)[0], handler.headers.get("Authorization") or ""
+        cached = self._answers.get((path, raw)) if self.cache_answers else None
+        if cached is not None and authorization == f"Bearer {self.token}":
+            status, body = cached
+        else:
+            status, payload = self._answer(path, authorization, raw)
+            body = json.dumps(payload).encode()
+            if self.cache_answers and status == 200:
+                self._answers[(path, raw)] = (status, body)
         with self._lock:
             self.responses.append(status)
-        body = json.dumps(payload).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json; charset=UTF-8")
         handler.send_header("Content-Length", str(len(body)))
