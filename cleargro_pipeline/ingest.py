@@ -85,6 +85,7 @@ class ShopifyPlan:
     shop: str  # NAME.myshopify.com
     endpoint: str | None = None  # a loopback base URL instead of the shop's (tests, staging)
     bulk_after_days: int = 7  # a cursor older than this is caught up by a bulk operation
+    shopper_level: bool = True  # False: the tenant keeps nothing per shopper (not even asked)
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,8 @@ def _shopify_provider(plan: ShopifyPlan) -> ShopifyProvider:
     # Asked before each request: an expiring token is renewed in time (credentials.py).
     client = ShopifyClient(plan.shop, credentials.token_source(plan.tenant), endpoint=plan.endpoint)
     return ShopifyProvider(client, lambda table: incremental_last_value(
-        contract.table(contract.SHOP, table)), bulk_after=timedelta(days=plan.bulk_after_days))
+        contract.table(contract.SHOP, table)), bulk_after=timedelta(days=plan.bulk_after_days),
+        shopper_level=plan.shopper_level)
 
 
 def _ga4_provider(plan: Ga4Plan) -> Ga4Provider:

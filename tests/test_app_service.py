@@ -26,6 +26,7 @@ import pytest
 from cleargro_pipeline import tenants
 from cleargro_pipeline.app import shopify as app_shopify
 from cleargro_pipeline.app.service import AppServer
+from cleargro_pipeline.controls import scopes
 from cleargro_pipeline.demo.generator import DemoShop
 from cleargro_pipeline.security import audit, keys, secret_store
 from cleargro_pipeline.settings import paths
@@ -311,6 +312,21 @@ def test_too_few_granted_scopes_store_nothing(svc: Service) -> None:
     assert entry["detail"]["reason"] == "scopes_missing"
     assert entry["detail"]["missing"] == ["read_customers", "read_inventory", "read_locations"]
     assert shop_credentials("delta") == [] and "kind" not in tenants.get("delta").sources["shop"]
+
+
+def test_an_install_asks_only_for_what_the_tenants_data_scope_reads(svc: Service) -> None:
+    scopes.configure("delta", {"tables": {"shop": ["products", "product_variants", "orders"]},
+                               "shopper_level": False})
+    try:
+        _, authorize = svc.start_install(SHOPS["delta"])
+        asked = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(authorize).query))["scope"]
+        assert asked == "read_products,read_inventory,read_orders"  # no read_customers
+        scopes.configure("delta", {"sources": ["ga4"]})  # nothing of the shop
+        status, _, body, _ = svc.get(svc.install_link(SHOPS["delta"]))
+        assert status == 403 and "not to read your shop" in body
+        assert last("shopify_install_refused")["detail"]["reason"] == "out_of_scope"
+    finally:
+        scopes.configure("delta", {})
 
 
 def test_a_stale_link_is_refused(svc: Service) -> None:

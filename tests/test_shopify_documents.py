@@ -9,7 +9,7 @@ import graphql
 import pytest
 
 from cleargro_pipeline.sources.shopify import bulk
-from cleargro_pipeline.sources.shopify.documents import DOCUMENTS
+from cleargro_pipeline.sources.shopify.documents import BY_TABLE, DOCUMENTS, ORDERS, access_scopes
 
 from conftest import FIXTURES
 
@@ -36,6 +36,8 @@ def _all_documents() -> list[tuple[str, str]]:
                 (f"{doc.name} first bulk", doc.bulk(None))]
         out += [(f"{doc.name} {n.field}", doc.rest_of(n)) for n in doc.nested]
         out += [(f"{doc.name} {n.field} owners", n.owners()) for n in doc.nested if n.inside]
+        if doc.shopper:
+            out += [(f"{doc.name} without shopper", doc.without_shopper().paged())]
     return out
 
 
@@ -75,3 +77,22 @@ def test_the_pii_check_sees_a_planted_field():
     """The check above can fail: a document that selects an email is caught."""
     fields = _selected("{ orders(first: 1) { edges { node { id email customer { id } } } } }")
     assert ("Order", "email", "String") in fields
+
+
+def test_an_install_asks_only_for_the_scopes_the_tenants_data_scope_reads():
+    everything = access_scopes(BY_TABLE)
+    assert everything == ("read_products", "read_inventory", "read_locations", "read_orders",
+                          "read_customers")
+    # Nothing per shopper: neither the customers nor the orders' customer, so no read_customers.
+    assert access_scopes(BY_TABLE, shopper_level=False) == everything[:-1]
+    assert access_scopes(["products"]) == ("read_products",)
+    assert access_scopes(["orders", "order_line_items"]) == ("read_orders", "read_customers")
+    assert access_scopes(["orders"], shopper_level=False) == ("read_orders",)
+    assert access_scopes(["locations"]) == ("read_inventory", "read_locations")
+    assert access_scopes([]) == () and access_scopes(["variant_price_history"]) == ()
+
+
+def test_without_shopper_level_no_document_selects_the_shopper():
+    assert "customer { id }" in ORDERS.bulk(None) and "customer { id }" in ORDERS.paged()
+    bare = ORDERS.without_shopper()
+    assert "customer" not in bare.bulk(None) and "customer" not in bare.paged()

@@ -406,6 +406,16 @@ def test_a_first_sync_starts_its_bulk_operations_together_and_bounds_its_queues(
     assert deepest <= 2, deepest
 
 
+def test_without_shopper_level_the_orders_are_read_without_their_customer(fake, shop):
+    provider = ShopifyProvider(_client(fake), lambda table: None, shopper_level=False)
+    before = len(fake.requests)
+    orders = _read(provider, "orders")["orders"]
+    sent = [json.dumps(body) for _, body in fake.requests[before:]]  # documents and variables
+    assert any("orders" in q for q in sent) and not any("customer" in q for q in sent)
+    assert orders.num_rows == sum(t.num_rows for t in shop.iter_table("raw_shop", "orders"))
+    assert orders.column("customer_id").null_count == orders.num_rows
+
+
 def test_only_a_graphql_answer_is_read_for_throttling():
     """A bulk download is streamed: the retry check must not read its body whole."""
     from cleargro_pipeline.sources.shopify.client import _throttled

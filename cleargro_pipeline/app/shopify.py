@@ -23,8 +23,10 @@ from cleargro_pipeline import tenants
 from cleargro_pipeline.app import pages
 from cleargro_pipeline.app.config import AppConfig
 from cleargro_pipeline.app.installs import PendingInstall
+from cleargro_pipeline.controls import scopes
 from cleargro_pipeline.privacy import request_log
 from cleargro_pipeline.security import audit
+from cleargro_pipeline.sources import contract
 from cleargro_pipeline.sources.shopify import credentials, endpoints, oauth
 
 logger = logging.getLogger("cleargro_pipeline.app")
@@ -133,10 +135,11 @@ def _install(config: AppConfig, params: list[tuple[str, str]], _: str | None) ->
     app = _app(config)
     shop = _shop(_signed(params, app))
     tenant = _tenant(shop)
-    source = tenants.get(tenant).sources.get(credentials.SOURCE) or {}
+    registered = tenants.get(tenant)
+    source = registered.sources.get(credentials.SOURCE) or {}
     base = endpoints.api_base(shop, source.get("endpoint"))
     browser, pending = config.installs.begin(shop=shop, tenant=tenant, base=base,
-                                             scopes=app.scopes)
+                                             scopes=_scopes(app, registered))
     query = urllib.parse.urlencode({
         "client_id": app.client_id, "scope": ",".join(pending.scopes),
         "redirect_uri": f"{config.public_url}{CALLBACK_PATH}", "state": pending.state}, safe=",")
@@ -146,6 +149,23 @@ def _install(config: AppConfig, params: list[tuple[str, str]], _: str | None) ->
     response.set_cookie(COOKIE, browser, max_age=int(config.installs.ttl_s), path="/",
                         secure=True, httponly=True, samesite="lax")
     return response
+
+
+def _scopes(app: credentials.ShopifyApp, tenant: tenants.Tenant) -> tuple[str, ...]:
+    """Only what the tenant's data scope lets Cleargro read from the shop."""
+    scope = scopes.of(tenant)
+    readable = [raw.name for raw in contract.tables_of(credentials.SOURCE) if scope.allows_table(raw)]
+    asked = app.scopes_for(readable, shopper_level=scope.shopper_level)
+    if not asked:
+        raise _Refused(403, "out_of_scope", "Not available",
+                       "Your Cleargro account is set up not to read your shop's data, so there "
+                       "is nothing to connect. Please contact Cleargro if that is not what you "
+                       "want.", tenant=tenant.name, shop=_shop_domain(tenant))
+    return asked
+
+
+def _shop_domain(tenant: tenants.Tenant) -> str | None:
+    return (tenant.sources.get(credentials.SOURCE) or {}).get("shop_domain")
 
 
 # --- GET /shopify/callback -------------------------------------------------------------------

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from cleargro_pipeline import ingest, tenants
+from cleargro_pipeline.controls import scopes
 from cleargro_pipeline.errors import CredentialsRejected
 from cleargro_pipeline.orchestration.partitions import tenant_partitions
 from cleargro_pipeline.orchestration.translator import RawTableTranslator, raw_asset_key
@@ -28,7 +29,8 @@ def plan_for(tenant: str, system: str, config: dict[str, Any]) -> ingest.Plan:
     if kind == "shopify" and system == "shop":
         return ingest.ShopifyPlan(tenant=tenant, shop=config["shop_domain"],
                                   endpoint=config.get("endpoint"),
-                                  bulk_after_days=int(config.get("bulk_after_days", 7)))
+                                  bulk_after_days=int(config.get("bulk_after_days", 7)),
+                                  shopper_level=scopes.of(tenants.get(tenant)).shopper_level)
     if kind == "ga4" and system == "ga4":
         return ingest.Ga4Plan(tenant=tenant, property=str(config["property"]),
                               endpoint=config.get("endpoint"),

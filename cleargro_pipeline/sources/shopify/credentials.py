@@ -34,14 +34,14 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from cleargro_pipeline import tenants
 from cleargro_pipeline.errors import CleargroError, CredentialsRejected
 from cleargro_pipeline.locks import file_lock
 from cleargro_pipeline.security import audit, secret_store
 from cleargro_pipeline.settings import paths
-from cleargro_pipeline.sources.shopify import API_VERSION, TOKEN_SECRET, endpoints, oauth
+from cleargro_pipeline.sources.shopify import API_VERSION, TOKEN_SECRET, documents, endpoints, oauth
 from cleargro_pipeline.sources.shopify.oauth import ShopToken
 
 SOURCE = "shop"
@@ -75,8 +75,15 @@ class ShopifyApp:
 
     @property
     def scopes(self) -> tuple[str, ...]:
-        """What an install asks for."""
-        return oauth.SCOPES + ((oauth.ALL_ORDERS_SCOPE,) if self.read_all_orders else ())
+        """What an install asks for when the tenant may read everything."""
+        return self.scopes_for(documents.BY_TABLE)
+
+    def scopes_for(self, tables: Iterable[str], *, shopper_level: bool = True) -> tuple[str, ...]:
+        """What an install asks for when the tenant's data scope reads `tables` of the shop:
+        the documents' scopes only, and read_all_orders (when the app has it) with orders."""
+        asked = documents.access_scopes(tables, shopper_level=shopper_level)
+        orders = self.read_all_orders and "read_orders" in asked
+        return asked + ((oauth.ALL_ORDERS_SCOPE,) if orders else ())
 
 
 def platform_app_configured() -> bool:

@@ -9,7 +9,8 @@ connector follows them to the end (a long line-item list is never cut at one pag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Iterable
 
 PAGE_INFO = "pageInfo { hasNextPage endCursor }"
 
@@ -44,6 +45,15 @@ class Document:
     filtered: bool = True  # False: small, read whole (its rows still pass dlt's incremental)
     args: str = ""  # fixed extra arguments of the top-level connection
     nested: tuple[Nested, ...] = ()
+    # The Admin API access scopes the document needs (an install asks for no more than the
+    # tenant's data scope reads), and its selection of the shopper, if any (dropped, with
+    # read_customers, when the tenant keeps nothing per shopper).
+    access_scopes: tuple[str, ...] = ()
+    shopper: str = ""
+
+    def without_shopper(self) -> Document:
+        """The document without its shopper selection (a tenant without shopper-level scope)."""
+        return replace(self, shopper="")
 
     def paged(self) -> str:
         """One page, nested connections at `$nested` nodes a page."""
@@ -74,7 +84,7 @@ class Document:
                 f"edges {{ node {{ {nested.node} }} }} }} }} }}")
 
     def _node(self, page_args: str, page_info: str, bulk: bool = False) -> str:
-        parts = [self.node]
+        parts = [self.node, self.shopper] if self.shopper else [self.node]
         for n in self.nested:
             if n.inside and bulk:
                 parts.append(f"{n.inside} {{ id createdAt }}")
@@ -89,22 +99,24 @@ def _quote(text: str) -> str:
 
 
 MONEY = "shopMoney { amount }"
+SHOPPER_SCOPE = "read_customers"  # the customer object, and `Order.customer`
 
 PRODUCTS = Document(
     "products", "products",
     "id title handle productType vendor status createdAt updatedAt publishedAt",
-    ("products",), "products")
+    ("products",), "products", access_scopes=("read_products",))
 
 VARIANTS = Document(
     "variants", "productVariants",
     "id title sku price compareAtPrice inventoryPolicy inventoryQuantity createdAt updatedAt "
     "product { id } inventoryItem { id tracked }",
-    ("product_variants",), "product_variants", sort_key="ID")
+    ("product_variants",), "product_variants", sort_key="ID",
+    access_scopes=("read_products", "read_inventory"))  # inventoryItem: read_inventory
 
 INVENTORY_ITEMS = Document(
     "inventory_items", "inventoryItems",
     "id sku tracked unitCost { amount } createdAt updatedAt",
-    ("inventory_items",), "inventory_items", sort_key=None)
+    ("inventory_items",), "inventory_items", sort_key=None, access_scopes=("read_inventory",))
 
 # Stock moves change InventoryLevel.updatedAt, not necessarily their item's: levels are read
 # through their locations, whole (a shop has variants x locations of them), every run.
@@ -112,7 +124,7 @@ LOCATIONS = Document(
     "locations", "locations",
     "id name isActive address { countryCode } createdAt updatedAt",
     ("locations", "inventory_levels"), "locations", sort_key=None, filtered=False,
-    args="includeInactive: true",
+    args="includeInactive: true", access_scopes=("read_locations", "read_inventory"),
     nested=(Nested("inventoryLevels",
                    'updatedAt item { id } quantities(names: ["available"]) { name quantity }',
                    "location"),))
@@ -121,9 +133,10 @@ ORDERS = Document(
     "orders", "orders",
     "id name number createdAt processedAt updatedAt cancelledAt cancelReason closedAt "
     "displayFinancialStatus displayFulfillmentStatus currencyCode test sourceName discountCodes "
-    f"customer {{ id }} totalPriceSet {{ {MONEY} }} subtotalPriceSet {{ {MONEY} }} "
+    f"totalPriceSet {{ {MONEY} }} subtotalPriceSet {{ {MONEY} }} "
     f"totalDiscountsSet {{ {MONEY} }} totalTaxSet {{ {MONEY} }} totalShippingPriceSet {{ {MONEY} }}",
     ("orders", "order_line_items", "order_refund_line_items"), "orders",
+    access_scopes=("read_orders",), shopper="customer { id }",
     nested=(Nested("lineItems",
                    f"id sku title quantity variant {{ id }} product {{ id }} "
                    f"originalUnitPriceSet {{ {MONEY} }} totalDiscountSet {{ {MONEY} }}", "order"),
@@ -135,7 +148,22 @@ ORDERS = Document(
 CUSTOMERS = Document(
     "customers", "customers",
     "id createdAt updatedAt numberOfOrders amountSpent { amount currencyCode } state",
-    ("customers",), "customers")
+    ("customers",), "customers", access_scopes=(SHOPPER_SCOPE,))
 
 DOCUMENTS = (PRODUCTS, VARIANTS, INVENTORY_ITEMS, LOCATIONS, ORDERS, CUSTOMERS)
 BY_TABLE = {table: doc for doc in DOCUMENTS for table in doc.tables}
+
+# Admin API scopes in the order an install asks for them.
+SCOPE_ORDER = ("read_products", "read_inventory", "read_locations", "read_orders", SHOPPER_SCOPE)
+
+
+def access_scopes(tables: Iterable[str], *, shopper_level: bool = True) -> tuple[str, ...]:
+    """The access scopes the documents filling `tables` need: read_customers only when the
+    tenant keeps data per shopper (then the orders' customer is selected too)."""
+    documents = {BY_TABLE[t] for t in tables if t in BY_TABLE}
+    needed = {scope for doc in documents for scope in doc.access_scopes}
+    if shopper_level and any(doc.shopper for doc in documents):
+        needed.add(SHOPPER_SCOPE)
+    if not shopper_level:
+        needed.discard(SHOPPER_SCOPE)
+    return tuple(scope for scope in SCOPE_ORDER if scope in needed)

@@ -37,17 +37,19 @@ from typing import Any, Iterable, Mapping
 
 from cleargro_pipeline.errors import CleargroError, CredentialsRejected
 from cleargro_pipeline.security.tls import connection_failure, tls_context
+from cleargro_pipeline.sources.shopify import documents
 from cleargro_pipeline.sources.shopify.endpoints import loopback_endpoint
 
 TOKEN_PATH = "/admin/oauth/access_token"
 AUTHORIZE_PATH = "/admin/oauth/authorize"
 TIMEOUT_S = 30
 MAX_ANSWER_BYTES = 1 << 16
-# What the connector reads (sources/shopify/documents.py), one Admin API scope each:
-# products and variants; inventory items and levels; locations (`Location.name` and the rest
-# need read_locations since 2024-07, `id` alone read_inventory); orders with their lines and
-# refunds; customers (level 1 of protected customer data: id and order statistics only).
-SCOPES = ("read_products", "read_inventory", "read_locations", "read_orders", "read_customers")
+# Everything the connector can read (each document names its own scopes): products and
+# variants; inventory items and levels; locations (`Location.name` and the rest need
+# read_locations since 2024-07, `id` alone read_inventory); orders with their lines and
+# refunds; customers (level 1 of protected customer data: id and order statistics only). An
+# install asks for what the tenant's data scope reads (`documents.access_scopes`).
+SCOPES = documents.access_scopes(documents.BY_TABLE)
 # Orders older than 60 days: only once Shopify approved the app's request for it.
 ALL_ORDERS_SCOPE = "read_all_orders"
 # OAuth error codes that mean the client or the grant was refused (RFC 6749 5.2, and

@@ -52,9 +52,12 @@ class ShopifyProvider:
     def __init__(self, client: ShopifyClient, cursor: Cursor, *, page_size: int = PAGE_SIZE,
                  flat_page_size: int = FLAT_PAGE_SIZE, nested_page_size: int = NESTED_PAGE_SIZE,
                  bulk_time_limit_s: float = bulk.TIME_LIMIT_S, bulk_after: timedelta = BULK_AFTER,
-                 chunk_rows: int = CHUNK_ROWS,
+                 chunk_rows: int = CHUNK_ROWS, shopper_level: bool = True,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.client, self.cursor, self.now, self.bulk_after = client, cursor, now, bulk_after
+        # Without shopper-level scope no document selects the shopper (nor needs read_customers).
+        self.documents = {doc.name: doc if shopper_level else doc.without_shopper()
+                          for doc in DOCUMENTS}
         self.page_size, self.flat_page_size = page_size, flat_page_size
         self.nested_page_size, self.rest_page_size = nested_page_size, REST_PAGE_SIZE
         self.bulk_time_limit_s, self.chunk_rows = bulk_time_limit_s, chunk_rows
@@ -86,7 +89,7 @@ class ShopifyProvider:
         return self._chunks(raw.name)
 
     def _chunks(self, table: str) -> Iterator[pa.Table]:
-        doc = BY_TABLE[table]
+        doc = self.documents[BY_TABLE[table].name]
         queue = self._queues.setdefault(table, deque())
         stream = self._streams.get(doc.name)
         if stream is None:
@@ -109,7 +112,7 @@ class ShopifyProvider:
         if self._since is not None:
             return
         self._since = {}
-        for doc in (d for d in DOCUMENTS if d.name in self._wanted):
+        for doc in (d for d in self.documents.values() if d.name in self._wanted):
             since = self._since[doc.name] = _as_datetime(self.cursor(doc.cursor_table))
             if self._by_bulk(since):
                 self._to_start.append(doc)
