@@ -44,6 +44,21 @@ SHOPS = {"acme": "acme.myshopify.com", "beta": "beta.myshopify.com", "gamma": "g
          "delta": "delta.myshopify.com"}
 
 
+def http_get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], str, list[str]]:
+    """(status, headers, body, Set-Cookie headers) of one GET with an optional Cookie header,
+    no redirect followed."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path,
+                     headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read().decode(), response.headers.get_all("Set-Cookie") or [])
+    finally:
+        conn.close()
+
+
 class Service:
     """The running service, the fake, and a client speaking raw HTTP to the service."""
 
@@ -51,17 +66,7 @@ class Service:
         self.server, self.fake, self.base = server, fake, base
 
     def get(self, url: str, cookie: str | None = None) -> tuple[int, dict[str, str], str, list[str]]:
-        """(status, headers, body, Set-Cookie headers) of one GET, no redirect followed."""
-        parts = urllib.parse.urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
-        try:
-            conn.request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path,
-                         headers={"Cookie": f"{app_shopify.COOKIE}={cookie}"} if cookie else {})
-            response = conn.getresponse()
-            return (response.status, {k.lower(): v for k, v in response.getheaders()},
-                    response.read().decode(), response.headers.get_all("Set-Cookie") or [])
-        finally:
-            conn.close()
+        return http_get(url, f"{app_shopify.COOKIE}={cookie}" if cookie else None)
 
     def post_webhook(self, topic: str, body: dict[str, Any], *, secret: str | None = None,
                      shop: str | None = None) -> int:

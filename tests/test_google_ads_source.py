@@ -20,7 +20,8 @@ from cleargro_pipeline.sources.google_ads.client import AccessTokenCredentials, 
 from cleargro_pipeline.sources.google_ads.errors import (GoogleAdsCredentialsRejected,
                                                          GoogleAdsQueryError, GoogleAdsUnavailable,
                                                          QuotaExhausted)
-from cleargro_pipeline.sources.google_ads.source import GoogleAdsProvider, as_date, date_chunks
+from cleargro_pipeline.sources.days import as_date, windows
+from cleargro_pipeline.sources.google_ads.source import GoogleAdsProvider
 
 from fake_google_ads import Fault, FakeGoogleAds
 
@@ -153,7 +154,7 @@ def test_today_is_the_accounts_day(fake):
 def test_cursor_values_and_chunks():
     assert as_date("2026-05-01") == as_date(datetime(2026, 5, 1, 13)) == date(2026, 5, 1)
     assert as_date(None) is None
-    assert list(date_chunks(date(2026, 1, 1), date(2026, 1, 5), 2)) == [
+    assert list(windows(date(2026, 1, 1), date(2026, 1, 5), 2)) == [
         (date(2026, 1, 1), date(2026, 1, 2)), (date(2026, 1, 3), date(2026, 1, 4)),
         (date(2026, 1, 5), date(2026, 1, 5))]
 

@@ -8,7 +8,6 @@ disconnect."""
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from cleargro_pipeline.security import audit, keys, secret_store, signed_links
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import google_oauth
 from tests.delivery_servers import free_port
-from test_app_service import CHROMIUM, CHROMIUM_ARGS
+from test_app_service import CHROMIUM, CHROMIUM_ARGS, http_get
 
 from fake_google_oauth import FakeGoogleOAuth
 
@@ -41,17 +40,7 @@ class Service:
         self.server, self.fake, self.base = server, fake, base
 
     def get(self, url: str, cookie: str | None = None) -> tuple[int, dict[str, str], str, list[str]]:
-        """(status, headers, body, Set-Cookie headers) of one GET, no redirect followed."""
-        parts = urllib.parse.urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
-        try:
-            conn.request("GET", f"{parts.path}?{parts.query}" if parts.query else parts.path,
-                         headers={"Cookie": f"{app_google.COOKIE}={cookie}"} if cookie else {})
-            response = conn.getresponse()
-            return (response.status, {k.lower(): v for k, v in response.getheaders()},
-                    response.read().decode(), response.headers.get_all("Set-Cookie") or [])
-        finally:
-            conn.close()
+        return http_get(url, f"{app_google.COOKIE}={cookie}" if cookie else None)
 
     def link(self, tenant: str, *args: str) -> str:
         """`cleargro connect google` for a GA4 property: the link it prints."""

@@ -8,8 +8,8 @@ messages may quote data, so only the class is taken from them.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Mapping
 
 import dagster as dg
 
@@ -83,14 +83,10 @@ def api_version_drift(instance: dg.DagsterInstance, tenant: str) -> list[Detecti
     went ahead, and the connector's pin must move before fields change under it."""
     found = []
     for system in tenants.synced_sources(tenants.get(tenant)):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=sync_marker(system), asset_partitions=[tenant]),
-            limit=1).records
-        metadata = records[0].asset_materialization.metadata if records else {}
+        metadata, synced = _latest_sync(instance, tenant, system)
         served, pinned = metadata.get("api_version_served"), metadata.get("api_version")
         if served is None or pinned is None or served.value == pinned.value:
             continue
-        synced = datetime.fromtimestamp(records[0].timestamp, timezone.utc).date()
         found.append(Detection(
             alert_type="source_api_version", severity="warning", entity_type="source",
             entity_id=system, metric="api_version", observed=None, expected=None,
@@ -107,14 +103,10 @@ def quota_exhausted(instance: dg.DagsterInstance, tenant: str) -> list[Detection
     is loaded, the rest waits for the next day's sync (the cursor did not move past it)."""
     found = []
     for system in tenants.synced_sources(tenants.get(tenant)):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=sync_marker(system), asset_partitions=[tenant]),
-            limit=1).records
-        metadata = records[0].asset_materialization.metadata if records else {}
+        metadata, synced = _latest_sync(instance, tenant, system)
         quota = metadata.get(QUOTA_NOTICE)
         if quota is None:
             continue
-        synced = datetime.fromtimestamp(records[0].timestamp, timezone.utc).date()
         found.append(Detection(
             alert_type="source_quota", severity="warning", entity_type="source",
             entity_id=system, metric="quota", observed=None, expected=None,
@@ -122,6 +114,18 @@ def quota_exhausted(instance: dg.DagsterInstance, tenant: str) -> list[Detection
             message=f"{system} stopped syncing on {synced}: the provider's daily quota is spent "
                     f"({quota.value}). What was read is loaded; the next sync goes on from there."))
     return found
+
+
+def _latest_sync(instance: dg.DagsterInstance, tenant: str,
+                 system: str) -> tuple[Mapping[str, Any], date | None]:
+    """The notices (metadata) of the source's latest sync for the tenant, and its day."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=sync_marker(system), asset_partitions=[tenant]),
+        limit=1).records
+    if not records:
+        return {}, None
+    day = datetime.fromtimestamp(records[0].timestamp, timezone.utc).date()
+    return records[0].asset_materialization.metadata, day
 
 
 def sync_marker(system: str) -> dg.AssetKey:

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pyarrow as pa
 
 from cleargro_pipeline.sources.contract import RawTable
+from cleargro_pipeline.sources.days import as_date, windows
 from cleargro_pipeline.sources.ga4.client import DEFAULT_LIMIT, Ga4Client, Ga4Error, QuotaExhausted
 from cleargro_pipeline.sources.ga4.reports import BY_TABLE, Report, page_table, quality
 
@@ -146,24 +147,3 @@ class Ga4Provider:
         if isinstance(zone, str) and zone:
             self.time_zone = self.time_zone or zone
             self.time_zones_seen.add(zone)
-
-
-def windows(start: date, end: date, days: int) -> Iterator[tuple[date, date]]:
-    """[start, end] in consecutive ranges of at most `days` days, oldest first."""
-    while start <= end:
-        last = min(end, start + timedelta(days=days - 1))
-        yield start, last
-        start = last + timedelta(days=1)
-
-
-def as_date(value: Any) -> date | None:
-    """A cursor's last value as a day (dlt's state may hold a date, a datetime or ISO text)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        return date.fromisoformat(value[:10])
-    raise Ga4Error(f"cursor value of type {type(value).__name__} is not a day")

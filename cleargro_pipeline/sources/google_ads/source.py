@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pyarrow as pa
 
 from cleargro_pipeline.sources.contract import RawTable
+from cleargro_pipeline.sources.days import as_date, windows
 from cleargro_pipeline.sources.google_ads import reports
 from cleargro_pipeline.sources.google_ads.client import AdsClient
 from cleargro_pipeline.sources.google_ads.errors import (GoogleAdsError, GoogleAdsUnavailable,
@@ -96,7 +97,7 @@ class GoogleAdsProvider:
         try:
             start, end = self.days(raw.name)
             self.read[raw.name] = (start, end)
-            for first, last in date_chunks(start, end, self.chunk_days):
+            for first, last in windows(start, end, self.chunk_days):
                 table = self._read_whole(raw, reports.gaql(raw, first, last))
                 if table.num_rows:
                     yield table
@@ -159,24 +160,3 @@ class GoogleAdsProvider:
         if failure.retry_delay is not None:
             return failure.retry_delay
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-
-
-def date_chunks(start: date, end: date, days: int) -> Iterator[tuple[date, date]]:
-    """start..end in consecutive ranges of at most `days` days, oldest first."""
-    while start <= end:
-        last = min(end, start + timedelta(days=days - 1))
-        yield start, last
-        start = last + timedelta(days=1)
-
-
-def as_date(value: Any) -> date | None:
-    """A cursor's last value (a date, a datetime, an ISO string, a pendulum date) as a date."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return date(value.year, value.month, value.day)
-    if isinstance(value, str):
-        return date.fromisoformat(value[:10])
-    raise GoogleAdsError(f"cursor value of type {type(value).__name__} is not a day")
