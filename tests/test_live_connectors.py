@@ -21,7 +21,7 @@ import pytest
 
 from cleargro_pipeline import bootstrap, ingest, tenants
 from cleargro_pipeline.demo.generator import DemoShop
-from cleargro_pipeline.runner import materialize_tenant
+from cleargro_pipeline.runner import RunFailed, materialize_tenant
 from cleargro_pipeline.security import audit, keys, secret_store, verify_at_rest
 from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources import google_oauth
@@ -75,11 +75,11 @@ def _connect_live(tenant: str, fakes: dict, history_days: int) -> None:
          "--endpoint", f"google_ads={fakes['ads'].endpoint}")
     _cli("connect", "shopify", "--tenant", tenant, "--shop", SHOP, "--access-token-stdin",
          input=SHOP_TOKEN + "\n")
-    _connect_google(fakes["oauth"], tenant, "ga4", "--property", PROPERTY)
-    _connect_google(fakes["oauth"], tenant, "google_ads", "--customer", CUSTOMER)
-    for source in ("ga4", "google_ads"):  # the demo's whole history (730 days by default)
-        config = tenants.get(tenant).sources[source]
-        tenants.configure_source(tenant, source, {**config, "history_days": history_days})
+    # The demo's whole history (730 days by default).
+    _connect_google(fakes["oauth"], tenant, "ga4", "--property", PROPERTY,
+                    "--history-days", str(history_days))
+    _connect_google(fakes["oauth"], tenant, "google_ads", "--customer", CUSTOMER,
+                    "--history-days", str(history_days))
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +162,12 @@ def test_a_loader_killed_mid_stream_leaves_no_plaintext_and_the_next_sync_comple
     assert verify_at_rest.scan(verify_at_rest.default_roots(data_dir), [canary]) == []
     (report,) = ingest.load("acme", plan, ("ga4",))
     assert report.rows["items_daily"] == items.num_rows
+
+
+def test_a_google_grant_revoked_stops_both_google_sources_until_reconnected(live, fakes):
+    fakes["oauth"].revoke_all()  # the merchant removed Cleargro's access in their Google account
+    with pytest.raises(RunFailed, match="load_raw"):
+        materialize_tenant("live")
+    assert set(tenants.rejected_sources(tenants.get("live"))) == {"ga4", "google_ads"}
+    assert "shop" in tenants.synced_sources(tenants.get("live"))
+    materialize_tenant("live")  # the next run skips both, and the shop still syncs

@@ -89,6 +89,11 @@ def connect_shopify(tenant: str, shop: str, access_token_stdin: bool,
               "(ten digits, no dashes).")
 @click.option("--login-customer", metavar="1234567890", help="Google Ads: the manager account "
               "the access goes through, if any (ten digits).")
+@click.option("--history-days", type=click.IntRange(1, 3650), metavar="N",
+              help="Days the first sync backfills (default 730, as far as the source has data).")
+@click.option("--trailing-days", type=click.IntRange(0, 90), metavar="N",
+              help="Days re-read on every sync because the source revises them (default: GA4 3, "
+                   "Google Ads 30).")
 @click.option("--refresh-token-stdin", is_flag=True,
               help="Connect with an existing refresh token read from stdin (migrations, tests) "
                    "instead of printing a consent link.")
@@ -96,12 +101,15 @@ def connect_shopify(tenant: str, shop: str, access_token_stdin: bool,
               help="The https base URL of `cleargro serve` the link points at. "
                    "Env: CLEARGRO_PUBLIC_URL.")
 def connect_google(tenant: str, source: str, property_id: str | None, customer: str | None,
-                   login_customer: str | None, refresh_token_stdin: bool,
+                   login_customer: str | None, history_days: int | None,
+                   trailing_days: int | None, refresh_token_stdin: bool,
                    public_url: str | None) -> None:
     """Connect a tenant's GA4 property or Google Ads account: print a one-time consent link for
     the merchant (15 minutes; opened on `cleargro serve`), or read a refresh token from stdin."""
     tenants.require(tenant)
-    settings = _google_settings(source, property_id, customer, login_customer)
+    settings = {**_google_settings(source, property_id, customer, login_customer),
+                **({"history_days": history_days} if history_days else {}),
+                **({"trailing_days": trailing_days} if trailing_days is not None else {})}
     client = google_oauth.platform_client(purpose="connect")
     if refresh_token_stdin:
         value = sys.stdin.readline().strip()
