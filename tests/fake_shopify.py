@@ -1528,6 +1528,10 @@ def _flatten(plan: _FlattenPlan, data: dict, root: Any, subs: list, lines: list)
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeShopify/1"
+    # TCP_NODELAY, as production HTTP servers set it: http.server writes the headers and the
+    # body separately, and with Nagle's algorithm the body then waits for the client's delayed
+    # ACK (about 40 ms on loopback), a stall on every answer that is nothing of Shopify's.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
