@@ -32,16 +32,28 @@ unique_skus as (
     having count(*) = 1
 ),
 
-matched as (
-    select
-        products.*,
-        coalesce(by_offer.variant_id, by_sku.variant_id) as matched_variant_id
+-- Each distinct offer id matched once (a few thousand), not once per row and day.
+offers as (
+    select distinct product_item_id, variant_id as offer_variant_id
     from products
+),
+
+offer_matches as (
+    select
+        offers.product_item_id,
+        coalesce(by_offer.variant_id, by_sku.variant_id) as matched_variant_id
+    from offers
     left join variants as by_offer
-        on products.variant_id = by_offer.variant_id
+        on offers.offer_variant_id = by_offer.variant_id
     left join unique_skus as by_sku
-        on by_offer.variant_id is null
-        and lower(products.product_item_id) = by_sku.sku_key
+        on lower(offers.product_item_id) = by_sku.sku_key
+),
+
+matched as (
+    select products.*, offer_matches.matched_variant_id
+    from products
+    left join offer_matches  -- an offer id determines its parsed variant id
+        on products.product_item_id = offer_matches.product_item_id
 ),
 
 final as (
