@@ -15,6 +15,7 @@ this process's `os.environ`: dbt's profile reads it with `env_var()`, and dbt ma
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import multiprocessing
 import os
@@ -243,6 +244,7 @@ def _dbt_child(runner: Any, manifest: Any, args: list[str], env: dict[str, str],
     # of SIGINT (cancel the running queries, exit) and SIGTERM's default apply here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    gc.freeze()  # the parsed project outlives the run: full collections skip it (as the loader's)
     os.environ.clear()
     os.environ.update(env)
     os.chdir(env["DBT_PROJECT_DIR"])
