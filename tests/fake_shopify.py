@@ -1650,6 +1650,9 @@ class FakeShopify:
         # Benchmarks: Shopify builds a bulk file on its own servers, so a benchmark has the fake
         # build each file once and serve it again for the same query (and cutoff).
         self.cache_bulk = False
+        # Benchmarks: an operation's status follows its work as at Shopify (RUNNING until its
+        # file is built, then COMPLETED) rather than the per-poll script the tests drive.
+        self.bulk_status_follows_work = False
         # Tests: the download of a bulk operation whose query holds `stall_query` stops halfway
         # until the fake stops; `download_stalled` is set once one has.
         self.stall_query: str | None = None
@@ -2228,6 +2231,8 @@ class FakeShopify:
         ctx.polled.add(op.gid)
         if op.canceled:
             op.status = "CANCELED"
+        elif self.bulk_status_follows_work:
+            op.status = "COMPLETED" if op.done.is_set() else "RUNNING"
         else:
             op.status = op.script[min(op.polls, len(op.script) - 1)]
             op.polls += 1

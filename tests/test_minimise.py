@@ -66,6 +66,17 @@ def test_orders_and_customers_get_the_same_pseudonym_for_one_shopper():
     assert out.column("customer_pseudonym")[0] == orders.column("customer_pseudonym")[0]
 
 
+def test_an_id_as_integer_or_text_gets_one_pseudonym_whatever_the_cache_holds():
+    # Integer and text ids are cached apart; a file drop's "42" and a live source's 42 are
+    # still one shopper, also once the bounded cache has started over.
+    pseudonymise = hmac_pseudonymiser(b"tenant-key", "acme", cache_size=2)
+    expected = hmac.new(b"tenant-key", b"acme:42", hashlib.sha256).hexdigest()
+    first = pseudonymise(pa.array([42, 7], pa.int32()))[0].as_py()
+    as_text = pseudonymise(pa.array(["42", "x"], pa.large_string()))[0].as_py()
+    after_reset = pseudonymise(pa.array([1, 2, 42], pa.int64()))[2].as_py()
+    assert first == as_text == after_reset == expected
+
+
 def test_pseudonymiser_keeps_nulls_and_accepts_chunked_input():
     chunked = pa.chunked_array([pa.array(["a", None]), pa.array(["a"])])
     out = PSEUDO(chunked)

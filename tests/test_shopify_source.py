@@ -507,3 +507,28 @@ def _catch(outcome: list, call, *args) -> None:
         call(*args)
     except BaseException as error:  # noqa: BLE001 - handed to the test's thread
         outcome.append(error)
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_closes_an_abandoned_read():
+    closed_on: list[str] = []
+
+    def blocks(fail_at: int | None = None) -> Iterator[int]:
+        try:
+            for block in range(5):
+                if block == fail_at:
+                    raise bulk.BulkOperationFailed("the result stops after 3 objects")
+                yield block
+        finally:  # where a real read closes its download
+            closed_on.append(threading.current_thread().name)
+
+    assert list(bulk.read_ahead(blocks())) == [0, 1, 2, 3, 4]
+    before_error: list[int] = []
+    with pytest.raises(bulk.BulkOperationFailed, match="stops after 3"):
+        for block in bulk.read_ahead(blocks(fail_at=3)):
+            before_error.append(block)
+    assert before_error == [0, 1, 2]
+    abandoned = bulk.read_ahead(blocks())
+    assert next(abandoned) == 0
+    abandoned.close()
+    assert len(closed_on) == 3
+    assert all(name.startswith("shopify-bulk-read") for name in closed_on)

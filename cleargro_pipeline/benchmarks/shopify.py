@@ -3,7 +3,8 @@
 The fake (`tests/fake_shopify.py`, a real HTTP server on Shopify's schema) runs in a process of
 its own, so its memory and its work are not the loader's. Shopify builds a bulk operation's
 file on its own servers: a first, untimed sync of another tenant makes the fake build every
-file once, and the timed sync is served the same files (the fake keeps them per query). What is
+file once, and the timed sync is served the same files (the fake keeps them per query), each
+operation COMPLETED as soon as its file is there, as Shopify reports it. What is
 timed is the loader's whole path: bulk operations started and polled, the JSONL streamed
 over HTTP, parsed into Arrow, converted, minimised and loaded by dlt into the tenant's
 encrypted warehouse.
@@ -76,5 +77,6 @@ def _serve(size: str, end_date: date, ready: Any, stop: Any) -> None:
     shop = DemoShop(size=size, end_date=end_date)
     with FakeShopify(shop, token=TOKEN, bucket_max=1e9, restore_rate=1e9) as fake:
         fake.cache_bulk = True
+        fake.bulk_status_follows_work = True  # a file built already is COMPLETED when polled
         ready.put(fake.url)
         stop.wait()

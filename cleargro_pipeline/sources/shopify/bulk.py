@@ -3,9 +3,10 @@
 `bulkOperationRunQuery` starts it; `bulkOperation(id:)` is polled with growing pauses up to a
 time limit (`currentBulkOperation` is deprecated since 2026-01). The result is read from the
 download stream in blocks of whole lines, each parsed by Arrow's JSON reader into a table of
-the document's line schema: never held whole, never written to disk. Since 2026-01 a child
-line (a nested connection's node, with `__parentId`) need not follow its parent, so callers
-link children by `__parentId`, never by position. A failed, cancelled or expired operation, a
+the document's line schema, two blocks ahead of the caller on a thread of their own: never
+held whole, never written to disk. Since 2026-01 a child line (a nested connection's node,
+with `__parentId`) need not follow its parent, so callers link children by `__parentId`,
+never by position. A failed, cancelled or expired operation, a
 `userErrors` answer, and a result with fewer lines than Shopify counted are errors naming the
 operation, never a silent partial load.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import io
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
@@ -30,6 +33,7 @@ POLL = """query PollBulk($id: ID!) {
 FIRST_PAUSE_S, MAX_PAUSE_S = 0.2, 10.0
 TIME_LIMIT_S = 6 * 3600
 BLOCK_BYTES = 4 << 20  # lines parsed at once
+READ_AHEAD = 2  # blocks downloaded and parsed ahead of the one the caller converts
 
 
 class BulkOperationFailed(ShopifyError):
@@ -59,8 +63,26 @@ def read(client: ShopifyClient, operation: str, *, name: str, schema: pa.Schema,
             raise BulkOperationFailed(f"bulk operation {operation} ({name}) completed without "
                                       "a result URL but counted objects")
         return
-    yield from blocks(client, finished["url"], operation=operation, name=name, schema=schema,
-                      expected=int(finished.get("objectCount") or 0))
+    yield from read_ahead(blocks(client, finished["url"], operation=operation, name=name,
+                                 schema=schema, expected=int(finished.get("objectCount") or 0)))
+
+
+def read_ahead(source: Iterator[pa.Table], depth: int = READ_AHEAD) -> Iterator[pa.Table]:
+    """`source`'s blocks, the next `depth` of them read on a thread of their own: Arrow parses
+    a block (without the GIL) while the caller converts the one before. Memory stays bounded
+    by `depth` blocks; an error of `source` is raised here, in order; when the caller stops
+    early, `source` is closed (its download with it) on the thread that reads it."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopify-bulk-read") as reader:
+        pending = deque(reader.submit(next, source, end) for _ in range(depth))
+        try:
+            while (block := pending.popleft().result()) is not end:
+                pending.append(reader.submit(next, source, end))
+                yield block
+        finally:
+            for ahead in pending:
+                ahead.cancel()
+            reader.submit(source.close).result()
 
 
 def start(client: ShopifyClient, query: str, *, name: str) -> str:
