@@ -167,12 +167,20 @@ def test_a_shopper_is_named_by_exactly_one_of_id_or_pseudonym(env, picked):
 # --- erasure --------------------------------------------------------------------------------
 
 def _fingerprints(conn) -> dict[str, tuple[int, int]]:
-    """Rows and content hash of every base table."""
+    """Rows and content hash of every base table, doubles to 9 decimals: DuckDB's parallel
+    sums may differ in the last bit from one build to the next (a rule's metric_value)."""
+    columns: dict[tuple[str, str], list[str]] = {}
+    for s, t, c, kind in _q(conn, "select table_schema, table_name, column_name, data_type from "
+                                  "information_schema.columns where table_catalog = ? "
+                                  "order by ordinal_position", ALIAS):
+        columns.setdefault((s, t), []).append(
+            f'round("{c}", 9)' if kind in ("DOUBLE", "FLOAT") else f'"{c}"')
     return {f"{s}.{t}": conn.execute(
-                f'select count(*), coalesce(sum(hash(x)), 0) from "{s}"."{t}" x').fetchone()
+                f'select count(*), coalesce(sum(hash({", ".join(columns[(s, t)])})), 0) '
+                f'from "{s}"."{t}"').fetchone()
             for s, t in _q(conn, "select table_schema, table_name from "
-                                             "information_schema.tables where table_catalog = ? "
-                                             "and table_type = 'BASE TABLE'", ALIAS)}
+                                 "information_schema.tables where table_catalog = ? "
+                                 "and table_type = 'BASE TABLE'", ALIAS)}
 
 
 def _shopper_counts(conn) -> dict[str, int]:
