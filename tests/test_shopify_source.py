@@ -40,6 +40,7 @@ from cleargro_pipeline.sources.shopify.client import ShopifyClient, ShopifyError
 from cleargro_pipeline.sources.shopify.documents import BY_TABLE, ORDERS
 from cleargro_pipeline.sources.shopify.source import ShopifyProvider
 
+from comparable import comparable
 from fake_shopify import FakeShopify
 
 SHOP = "cleargro-demo.myshopify.com"
@@ -117,11 +118,8 @@ def _content(tenant: str, schemas: tuple[str, ...]) -> dict[str, list[tuple]]:
                     "and schema_name = ? and table_name = ? order by column_index",
                     [warehouse.ALIAS, schema, table]).fetchall()
                            if not any(mark in c for mark in TENANT_BOUND)]
-                # Floating-point sums depend on the order DuckDB's threads add rows in: compared
-                # to 9 decimals (a last-bit difference is not a different result).
                 listed = ", ".join(f'date_trunc(\'second\', "{c}")' if t.startswith("TIMESTAMP")
-                                   else f'round("{c}", 9)' if t in ("DOUBLE", "FLOAT")
-                                   else f'"{c}"' for c, t in columns)
+                                   else comparable(c, t) for c, t in columns)
                 rows = conn.execute(f'select {listed} from {warehouse.ALIAS}."{schema}"."{table}" '
                                     f"order by all").fetchall()
                 out[f"{schema}.{table}"] = rows

@@ -33,6 +33,8 @@ from cleargro_pipeline.settings import paths
 from cleargro_pipeline.sources.contract import TABLES
 from cleargro_pipeline.warehouse import ALIAS, open_warehouse
 
+from comparable import comparable
+
 TENANT = "demo"
 SHOP = "cleargro-demo.myshopify.com"
 
@@ -167,14 +169,13 @@ def test_a_shopper_is_named_by_exactly_one_of_id_or_pseudonym(env, picked):
 # --- erasure --------------------------------------------------------------------------------
 
 def _fingerprints(conn) -> dict[str, tuple[int, int]]:
-    """Rows and content hash of every base table, doubles to 9 decimals: DuckDB's parallel
-    sums may differ in the last bit from one build to the next (a rule's metric_value)."""
+    """Rows and content hash of every base table (doubles compared as `comparable` says: a
+    rule's metric_value is rebuilt by the erasure)."""
     columns: dict[tuple[str, str], list[str]] = {}
     for s, t, c, kind in _q(conn, "select table_schema, table_name, column_name, data_type from "
                                   "information_schema.columns where table_catalog = ? "
                                   "order by ordinal_position", ALIAS):
-        columns.setdefault((s, t), []).append(
-            f'round("{c}", 9)' if kind in ("DOUBLE", "FLOAT") else f'"{c}"')
+        columns.setdefault((s, t), []).append(comparable(c, kind))
     return {f"{s}.{t}": conn.execute(
                 f'select count(*), coalesce(sum(hash({", ".join(columns[(s, t)])})), 0) '
                 f'from "{s}"."{t}"').fetchone()

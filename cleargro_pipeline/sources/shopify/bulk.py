@@ -6,9 +6,9 @@ download stream in blocks of whole lines, each parsed by Arrow's JSON reader int
 the document's line schema, two blocks ahead of the caller on a thread of their own: never
 held whole, never written to disk. Since 2026-01 a child line (a nested connection's node,
 with `__parentId`) need not follow its parent, so callers link children by `__parentId`,
-never by position. A failed, cancelled or expired operation, a
-`userErrors` answer, and a result with fewer lines than Shopify counted are errors naming the
-operation, never a silent partial load.
+never by position. A failed, cancelled or expired operation, a `userErrors` answer, and a
+result with fewer lines than Shopify counted are errors naming the operation, never a silent
+partial load.
 """
 
 from __future__ import annotations
