@@ -44,14 +44,22 @@ def dbt_models(context: dg.AssetExecutionContext) -> Iterator[Any]:
     env = {**STREAMING_ENV, **({DBT_INDIRECT_SELECTION_ENV: run.indirect_selection}
                                if run.indirect_selection else {})}
     args = [*args, *run.selection_args]
-    context.log.info(f"Running dbt command: `dbt {' '.join(args)}`.")  # no secret is in argv
-    with tenant_dbt.process(tenant, args, purpose=context.run.run_id,
-                            env=env, project_dir=project_dir) as (child, target):
+    with tenant_dbt.process(tenant, args, purpose=context.run.run_id, env=env,
+                            project_dir=project_dir,
+                            reuse_views=_whole_project(context)) as (child, target):
+        context.log.info(f"Running dbt command: `dbt {' '.join(child.args[1:])}`.")  # no secret
         yield from DbtCliInvocation(
             process=child, manifest=run.manifest, dagster_dbt_translator=run.dagster_dbt_translator,
             project_dir=project_dir, target_path=target, raise_on_error=True,
             cli_version=Version(dbt_version), project=run.dbt_project, context=context).stream()
     _stop_if_terminated(context)
+
+
+def _whole_project(context: dg.AssetExecutionContext) -> bool:
+    """Every model and every check selected: dagster-dbt then selects `fqn:*` (no subset), the
+    selection under which a build may leave current views as they are."""
+    return (context.selected_asset_keys == context.assets_def.keys
+            and context.selected_asset_check_keys == context.assets_def.check_keys)
 
 
 def _stop_if_terminated(context: dg.AssetExecutionContext) -> None:

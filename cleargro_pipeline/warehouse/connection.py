@@ -267,6 +267,21 @@ def external_writer(tenant: str, *, purpose: str,
         yield ExternalWriter(path, _unwrap_data_key(tenant, purpose), spill)
 
 
+@contextmanager
+def open_session(tenant: str, session: ExternalWriter, *,
+                 read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The file of an `external_writer` session attached as `wh` with the session's key,
+    between the other process's turns (its lock is still held; no second key release)."""
+    conn = _connect(session.spill, read_only=read_only)
+    try:
+        _attach(conn, tenant, session.path, session.key, read_only)
+        yield conn
+        if not read_only:
+            conn.execute(f"CHECKPOINT {ALIAS}")
+    finally:
+        conn.close()
+
+
 def rewrite(tenant: str, *, purpose: str, lock_timeout: float | None = None) -> int:
     """Rewrite the tenant's warehouse into a fresh encrypted file (same key) and swap it in.
 
